@@ -1,0 +1,63 @@
+"""The automatic calibration schedule: a daily window on weekdays, weekends left free."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from qmio_lab import config
+from qmio_lab.device.calibration import utc
+
+
+@dataclass(frozen=True)
+class CalibrationSchedule:
+    """When the QPU recalibrates. All times are UTC."""
+
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
+    start: time = time(7, 0)
+    duration: timedelta = timedelta(minutes=30)
+
+    @classmethod
+    def from_config(cls) -> CalibrationSchedule:
+        hh, mm = (int(x) for x in str(config.get("calibration.time")).split(":"))
+        return cls(
+            weekdays=tuple(int(d) for d in config.get("calibration.weekdays")),
+            start=time(hh, mm),
+            duration=timedelta(minutes=float(config.get("calibration.duration_minutes"))),
+        )
+
+    def _window_on(self, day: datetime) -> tuple[datetime, datetime] | None:
+        if day.weekday() not in self.weekdays:
+            return None
+        begin = datetime.combine(day.date(), self.start, tzinfo=day.tzinfo)
+        return begin, begin + self.duration
+
+    def window_at(self, t: datetime) -> tuple[datetime, datetime] | None:
+        """The window ``t`` falls in, or ``None`` when the QPU is free for jobs."""
+        t = utc(t)
+        for offset in (0, -1):  # a window may start before midnight and run past it
+            win = self._window_on(t + timedelta(days=offset))
+            if win and win[0] <= t < win[1]:
+                return win
+        return None
+
+    def next_window(self, after: datetime) -> tuple[datetime, datetime]:
+        """The first window starting strictly after ``after``."""
+        after = utc(after)
+        if not self.weekdays:
+            raise ValueError("the calibration schedule has no weekdays: no next window")
+        for offset in range(0, 8):
+            win = self._window_on(after + timedelta(days=offset))
+            if win and win[0] > after:
+                return win
+        raise AssertionError("unreachable: a weekday occurs within 8 days")
+
+    def last_window(self, before: datetime) -> tuple[datetime, datetime]:
+        """The most recent window starting at or before ``before``."""
+        before = utc(before)
+        if not self.weekdays:
+            raise ValueError("the calibration schedule has no weekdays: no last window")
+        for offset in range(0, 8):
+            win = self._window_on(before - timedelta(days=offset))
+            if win and win[0] <= before:
+                return win
+        raise AssertionError("unreachable: a weekday occurs within 8 days")

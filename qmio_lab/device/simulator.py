@@ -1,0 +1,218 @@
+"""``QmioSimulator``: the simulated QPU as an in-process Qiskit ``BackendV2`` ("fake QMIO").
+
+It behaves like the hardware: it accepts only native gates on native ECR directions, refuses
+what QMIO refuses, and samples with the noise of the calibration effective at run time.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from qiskit import QuantumCircuit, QuantumRegister
+from qiskit.providers import BackendV2, JobStatus, JobV1, Options
+from qiskit.result import Result
+from qiskit.transpiler import Target
+from qiskit_aer import AerSimulator
+
+from qmio_lab import config
+from qmio_lab.device.calibration import Calibration, utc
+from qmio_lab.device.device import QmioDevice
+from qmio_lab.device.noise import relaxation
+from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
+
+ALLOWED_OPERATIONS = frozenset({"rz", "sx", "x", "ecr", "measure", "delay", "barrier"})
+_CLOCK_RESOLUTION = timedelta(minutes=1)  # drift over a minute is far below shot noise
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "ps": 1e-12}
+
+
+def check_shots(shots: Any) -> int:
+    limit = int(config.get("device.max_shots"))
+    if isinstance(shots, bool) or not isinstance(shots, int) or not 1 <= shots <= limit:
+        raise InvalidShotsError(
+            f"shots must be an integer from 1 to {limit}, got {shots!r}; "
+            f"split larger runs into several jobs"
+        )
+    return shots
+
+
+def check_circuit(circuit: QuantumCircuit, device: QmioDevice) -> None:
+    """Raise :class:`InvalidCircuitError` unless ``circuit`` can run on the chip as written."""
+    name = circuit.name
+    if circuit.num_qubits > device.num_qubits:
+        raise InvalidCircuitError(
+            f"circuit {name!r} uses {circuit.num_qubits} qubits; the QMIO QPU has "
+            f"{device.num_qubits}. Use the emulator target for wider circuits."
+        )
+    hint = "transpile it first: qiskit.transpile(circuit, backend)"
+    edges = set(device.topology.edges)
+    measured = False
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name not in ALLOWED_OPERATIONS:
+            raise InvalidCircuitError(
+                f"circuit {name!r} uses {op.name!r}, which is not a native QMIO operation "
+                f"(native: rz, sx, x, ecr, measure, delay); {hint}"
+            )
+        if op.name == "ecr":
+            pair = tuple(circuit.find_bit(q).index for q in inst.qubits)
+            if pair not in edges:
+                reverse = "; the chip has it the other way round" if pair[::-1] in edges else ""
+                raise InvalidCircuitError(
+                    f"circuit {name!r} applies ecr on qubits {pair}, which is not a native "
+                    f"coupler direction{reverse}; {hint}"
+                )
+        measured = measured or op.name == "measure"
+    if not measured:
+        raise InvalidCircuitError(
+            f"circuit {name!r} has no measurement, so it returns no counts; add measure "
+            "instructions (e.g. circuit.measure_all()) before running it on the QPU"
+        )
+
+
+def _delay_seconds(op: Any, dt: float) -> float:
+    unit = op.unit
+    return float(op.duration) * (dt if unit == "dt" else _TIME_UNITS[unit])
+
+
+def compact(circuit: QuantumCircuit, cal: Calibration, dt: float) -> tuple[QuantumCircuit, tuple[int, ...]]:
+    """Keep only the qubits the circuit touches and make delays relax with T1/T2.
+
+    Returns the compact circuit and the physical qubit of each of its qubits.
+    """
+    index = {q: circuit.find_bit(q).index for q in circuit.qubits}
+    used = sorted({index[q] for inst in circuit.data if inst.operation.name != "barrier" for q in inst.qubits})
+    local = {p: i for i, p in enumerate(used)}
+    out = QuantumCircuit(
+        QuantumRegister(max(len(used), 1), "q"), *circuit.cregs,
+        name=circuit.name, global_phase=circuit.global_phase, metadata=dict(circuit.metadata or {}),
+    )
+    loose = [c for c in circuit.clbits if not circuit.find_bit(c).registers]
+    if loose:
+        out.add_bits(loose)
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name == "barrier":
+            continue
+        qubits = [out.qubits[local[index[q]]] for q in inst.qubits]
+        if op.name == "delay":
+            seconds = _delay_seconds(op, dt)
+            if seconds > 0:
+                out.append(relaxation(cal.qubits[index[inst.qubits[0]]], seconds), qubits)
+            continue
+        out.append(op, qubits, inst.clbits)
+    return out, tuple(used)
+
+
+class QmioSimulatorJob(JobV1):
+    """A job running on the in-process simulator's worker thread."""
+
+    def __init__(self, backend: QmioSimulator, job_id: str, future: Future) -> None:
+        super().__init__(backend, job_id)
+        self._future = future
+
+    def submit(self) -> None:  # work starts in QmioSimulator.run
+        raise RuntimeError("QmioSimulatorJob starts when created by QmioSimulator.run()")
+
+    def result(self, timeout: float | None = None) -> Result:
+        return self._future.result(timeout=timeout)
+
+    def cancel(self) -> bool:
+        return self._future.cancel()
+
+    def status(self) -> JobStatus:
+        f = self._future
+        if f.cancelled():
+            return JobStatus.CANCELLED
+        if f.running():
+            return JobStatus.RUNNING
+        if f.done():
+            return JobStatus.ERROR if f.exception() else JobStatus.DONE
+        return JobStatus.QUEUED
+
+
+class QmioSimulator(BackendV2):
+    """The simulated QMIO QPU as a local backend.
+
+    ``at`` pins the device clock (useful to see a week-old calibration); by default each run
+    uses the calibration effective at the moment it runs.
+    """
+
+    def __init__(self, device: QmioDevice | None = None, *, at: datetime | None = None) -> None:
+        super().__init__(name="qmio_simulator", description="Simulated QMIO 32-qubit QPU", backend_version="1")
+        self.device = device or QmioDevice()
+        self._at = utc(at) if at is not None else None
+        self._aer = AerSimulator()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qmio-sim")
+
+    @classmethod
+    def _default_options(cls) -> Options:
+        return Options(shots=10000, seed_simulator=None, at=None)
+
+    def _clock(self, at: datetime | None = None) -> datetime:
+        if at is not None:
+            return utc(at)
+        if self._at is not None:
+            return self._at
+        now = datetime.now(timezone.utc)
+        return now - (now - datetime.min.replace(tzinfo=timezone.utc)) % _CLOCK_RESOLUTION
+
+    @property
+    def target(self) -> Target:
+        return self.device.target(self._clock())
+
+    @property
+    def max_circuits(self) -> int:
+        return int(config.get("device.max_circuits"))
+
+    def run(self, run_input: QuantumCircuit | Sequence[QuantumCircuit], **options: Any) -> QmioSimulatorJob:
+        circuits = [run_input] if isinstance(run_input, QuantumCircuit) else list(run_input)
+        unknown = set(options) - set(self.options.__dict__)
+        if unknown:
+            raise TypeError(f"unknown run option(s) {sorted(unknown)}; known: {sorted(self.options.__dict__)}")
+        opts = {**self.options.__dict__, **options}
+        shots = check_shots(opts["shots"])
+        if not circuits:
+            raise InvalidCircuitError("nothing to run: pass at least one circuit")
+        if len(circuits) > self.max_circuits:
+            raise InvalidCircuitError(
+                f"{len(circuits)} circuits in one job; the QPU accepts at most {self.max_circuits}. "
+                "Split them into several jobs."
+            )
+        for circuit in circuits:
+            if not isinstance(circuit, QuantumCircuit):
+                raise InvalidCircuitError(f"expected QuantumCircuit, got {type(circuit).__name__}")
+            check_circuit(circuit, self.device)
+        cal = self.device.calibration_at(self._clock(opts["at"]))
+        job_id = str(uuid.uuid4())
+        future = self._pool.submit(self.execute, circuits, shots, cal, opts["seed_simulator"], job_id)
+        return QmioSimulatorJob(self, job_id, future)
+
+    def execute(
+        self, circuits: Iterable[QuantumCircuit], shots: int, cal: Calibration,
+        seed: int | None = None, job_id: str = "",
+    ) -> Result:
+        """Sample already-validated circuits with the noise of ``cal``; results keep input order."""
+        groups: dict[tuple[int, ...], list[tuple[int, QuantumCircuit]]] = {}
+        for i, circuit in enumerate(circuits):
+            small, qubits = compact(circuit, cal, self.device.dt)
+            groups.setdefault(qubits, []).append((i, small))
+        ordered: dict[int, Any] = {}
+        for qubits, items in groups.items():
+            noise = self.device.noise_model(cal, qubits)
+            res = self._aer.run(
+                [c for _, c in items], shots=shots, noise_model=noise, seed_simulator=seed,
+            ).result()
+            if not res.success:
+                raise RuntimeError(f"simulation failed: {res.status}")
+            for (i, _), exp in zip(items, res.results):
+                exp.metadata = {**(exp.metadata or {}), "calibration_id": cal.id, "physical_qubits": list(qubits)}
+                ordered[i] = exp
+        return Result(
+            backend_name=self.name, backend_version=self.backend_version, job_id=job_id,
+            success=True, results=[ordered[i] for i in sorted(ordered)],
+            date=datetime.now(timezone.utc).isoformat(),
+            calibration_id=cal.id, calibration_age_s=cal.age.total_seconds(),
+        )

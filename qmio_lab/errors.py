@@ -1,0 +1,24 @@
+"""Exceptions raised by qmio_lab.
+
+Every error is both a :class:`QmioError` and the matching Qiskit/builtin error, so code that
+already catches ``QiskitError`` or ``ValueError`` keeps working. Messages say how to fix it.
+"""
+from __future__ import annotations
+
+from qiskit.exceptions import QiskitError
+
+
+class QmioError(QiskitError):
+    """Base class of every qmio_lab error."""
+
+
+class InvalidCircuitError(QmioError, ValueError):
+    """A circuit cannot run on the target as it is (width, gates, couplings)."""
+
+
+class InvalidShotsError(QmioError, ValueError):
+    """The requested number of shots is outside what the device accepts."""
+
+
+class CalibrationError(QmioError, LookupError):
+    """No calibration exists for the requested time or id."""

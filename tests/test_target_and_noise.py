@@ -1,0 +1,59 @@
+import pytest
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit.library import QFTGate
+from qiskit.circuit.random import random_circuit
+from qiskit.quantum_info import average_gate_fidelity
+
+from qmio_lab.device import QmioDevice
+from qmio_lab.device.noise import build_noise_model, gate_error
+
+NATIVE = {"rz", "sx", "x", "ecr", "measure", "delay", "barrier"}
+
+
+def test_target_carries_calibration(device: QmioDevice):
+    cal = device.calibration
+    target = device.target(cal)
+    assert target.num_qubits == 32
+    assert set(target.operation_names) == {"rz", "sx", "x", "ecr", "measure", "delay"}
+    assert target["rz"][(0,)].duration == 0.0
+    assert target["sx"][(3,)].error == pytest.approx(cal.qubits[3].sx_error)
+    c = cal.couplers[0]
+    assert target["ecr"][(c.control, c.target)].error == pytest.approx(c.ecr_error)
+    assert (c.target, c.control) not in target["ecr"]
+    assert target.qubit_properties[5].t1 == pytest.approx(cal.qubits[5].t1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_transpiled_circuits_use_native_gates_on_native_couplers(device: QmioDevice, seed: int):
+    qc = random_circuit(5, 6, max_operands=2, measure=True, seed=seed)
+    if seed == 0:
+        qc = QuantumCircuit(4)
+        qc.append(QFTGate(4), range(4))
+        qc.measure_all()
+    out = transpile(qc, target=device.target(), seed_transpiler=seed)
+    edges = set(device.topology.edges)
+    for inst in out.data:
+        assert inst.operation.name in NATIVE, inst.operation.name
+        if inst.operation.name == "ecr":
+            pair = tuple(out.find_bit(q).index for q in inst.qubits)
+            assert pair in edges
+
+
+def test_gate_error_matches_calibrated_error(device: QmioDevice):
+    cal = device.calibration
+    q = cal.qubits[0]
+    one = gate_error([q], q.sx_duration, q.sx_error)
+    assert 1 - average_gate_fidelity(one.to_quantumchannel()) == pytest.approx(q.sx_error, rel=1e-6)
+    c = cal.couplers[0]
+    two = gate_error([cal.qubits[c.control], cal.qubits[c.target]], c.ecr_duration, c.ecr_error)
+    assert 1 - average_gate_fidelity(two.to_quantumchannel()) == pytest.approx(c.ecr_error, rel=1e-6)
+
+
+def test_noise_model_covers_every_qubit_and_coupler(device: QmioDevice):
+    model = device.noise_model(device.calibration)
+    assert set(model.noise_qubits) == set(range(32))
+    assert {"sx", "x", "ecr", "measure"} <= set(model.noise_instructions)
+    # readout is asymmetric, as measured: P(0|1) differs from P(1|0)
+    q = device.calibration.qubits[2]
+    probs = build_noise_model(device.calibration, (2,))._local_readout_errors[(0,)].probabilities
+    assert probs[0][1] == pytest.approx(q.readout_p10) and probs[1][0] == pytest.approx(q.readout_p01)
