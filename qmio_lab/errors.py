@@ -22,3 +22,18 @@ class InvalidShotsError(QmioError, ValueError):
 
 class CalibrationError(QmioError, LookupError):
     """No calibration exists for the requested time or id."""
+
+
+class EmulatorMemoryError(QmioError, MemoryError):
+    """A circuit needs more memory than any emulator worker has."""
+
+
+class EmulatorClusterError(QmioError, RuntimeError):
+    """The emulator's Dask cluster cannot be created or reached as configured."""
+
+
+from qiskit.providers import JobError  # noqa: E402  (kept beside the only class that needs it)
+
+
+class EmulatorJobError(QmioError, JobError):
+    """An emulator job failed, was cancelled, or its result was asked for too early."""

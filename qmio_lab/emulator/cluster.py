@@ -1,0 +1,214 @@
+"""Where emulator work runs: one Dask cluster per process, chosen by configuration.
+
+``qmio.emulator.cluster`` says which: ``local`` (a ``LocalCluster`` of processes on this
+machine), ``slurm`` (a dask-jobqueue ``SLURMCluster``: workers are SLURM jobs in the
+``emulator`` partition, configured by dask-jobqueue's own ``jobqueue.slurm`` section as in any
+dask-jobqueue deployment), or the address of a running Dask scheduler. Switching from a laptop
+to the HPC cluster is a configuration change, never a code change.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import threading
+from typing import Any
+
+import dask.config
+from dask.utils import parse_bytes
+from distributed import Client, LocalCluster
+from distributed.deploy import Cluster
+
+from qmio_lab import config
+from qmio_lab.errors import EmulatorClusterError
+
+_KINDS = ("local", "slurm")
+_EXAMPLE = (
+    "set it in ~/.config/dask/qmio.yaml (qmio: {emulator: {cluster: slurm}}) or with "
+    "DASK_QMIO__EMULATOR__CLUSTER=local|slurm|tcp://host:8786"
+)
+
+
+def cluster_kind(setting: str | None = None) -> str:
+    """``local``, ``slurm`` or ``address`` for a cluster setting (default: the configured one)."""
+    value = str(config.get("emulator.cluster") if setting is None else setting).strip()
+    if value in _KINDS:
+        return value
+    if re.match(r"^[a-z]+://\S+$", value):
+        return "address"
+    raise EmulatorClusterError(
+        f"qmio.emulator.cluster is {value!r}; expected 'local', 'slurm' or a scheduler address "
+        f"such as 'tcp://10.0.0.5:8786'; {_EXAMPLE}"
+    )
+
+
+def walltime_seconds(walltime: str) -> int:
+    """Seconds in a SLURM walltime: ``MM``, ``MM:SS``, ``HH:MM:SS`` or ``D-HH[:MM[:SS]]``."""
+    days, _, clock = walltime.strip().rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if not 1 <= len(parts) <= 3 or (days and not days.isdigit()):
+        raise EmulatorClusterError(f"cannot read SLURM walltime {walltime!r}; write e.g. '01:00:00'")
+    if days:  # D-HH, D-HH:MM, D-HH:MM:SS
+        h, m, s = (parts + [0, 0])[:3]
+        return ((int(days) * 24 + h) * 60 + m) * 60 + s
+    if len(parts) == 1:
+        return parts[0] * 60
+    if len(parts) == 2:
+        return parts[0] * 60 + parts[1]
+    return (parts[0] * 60 + parts[1]) * 60 + parts[2]
+
+
+def lifetime_args(walltime: str, margin: float, stagger: float) -> list[str]:
+    """Worker arguments that retire each worker before SLURM kills its job at the walltime.
+
+    Without them every worker dies at the same instant, mid-task; staggered lifetimes let the
+    scheduler move work to the others and adaptive scaling start replacements in time.
+    """
+    total = walltime_seconds(walltime)
+    life = max(int(total * (1 - margin)), 60)
+    return ["--lifetime", f"{life}s", "--lifetime-stagger", f"{max(int(total * stagger), 1)}s"]
+
+
+def local_cluster_kwargs() -> dict[str, Any]:
+    cfg = config.get("emulator.local")
+    return {
+        "n_workers": int(cfg.get("n_workers") or os.cpu_count() or 1),
+        "threads_per_worker": int(cfg.get("threads_per_worker") or 1),
+        "memory_limit": cfg.get("memory_limit", "auto"),
+        "processes": True,
+        "dashboard_address": None,
+    }
+
+
+def slurm_cluster_kwargs() -> dict[str, Any]:
+    """SLURMCluster arguments: ``jobqueue.slurm`` wins; qmio's fallbacks fill what it leaves unset."""
+    cfg = config.get("emulator.slurm")
+    jq = dask.config.get("jobqueue.slurm", default={}) or {}
+    kwargs: dict[str, Any] = {}
+    for key in ("cores", "memory", "queue"):
+        if jq.get(key) is None:
+            kwargs[key] = cfg[key]
+    if jq.get("log-directory") is None:
+        kwargs["log_directory"] = str(cfg.get("log_directory") or config.lab_home() / "slurm-logs")
+    walltime = jq.get("walltime") or "01:00:00"
+    extra = list(jq.get("worker-extra-args") or [])
+    if "--lifetime" not in extra:
+        extra += lifetime_args(walltime, float(cfg["lifetime_margin"]), float(cfg["lifetime_stagger"]))
+    kwargs["worker_extra_args"] = extra
+    return kwargs
+
+
+def make_cluster(setting: str | None = None) -> tuple[Cluster | None, str]:
+    """Create the configured cluster; returns ``(cluster, scheduler address)``.
+
+    The cluster is ``None`` for a scheduler address: someone else owns that cluster.
+    """
+    kind = cluster_kind(setting)
+    if kind == "address":
+        return None, str(config.get("emulator.cluster") if setting is None else setting).strip()
+    if kind == "local":
+        cluster: Cluster = LocalCluster(**local_cluster_kwargs())
+        adapt = config.get("emulator.local.adapt", None)
+    else:
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise EmulatorClusterError("cluster 'slurm' needs dask-jobqueue: pip install dask-jobqueue") from exc
+        kwargs = slurm_cluster_kwargs()
+        os.makedirs(kwargs.get("log_directory", "."), exist_ok=True)
+        try:
+            cluster = SLURMCluster(**kwargs)
+        except ValueError as exc:
+            raise EmulatorClusterError(
+                f"cannot configure the SLURM cluster: {exc}; set cores and memory in the "
+                "jobqueue.slurm section of your dask config (see dask-jobqueue's documentation)"
+            ) from exc
+        adapt = config.get("emulator.slurm.adapt", None)
+    if adapt:
+        cluster.adapt(minimum=int(adapt["minimum"]), maximum=int(adapt["maximum"]))
+    return cluster, cluster.scheduler_address
+
+
+def memory_of_new_workers(cluster: Cluster | None) -> int | None:
+    """Memory limit (bytes) a worker started by ``cluster`` will have; ``None`` if unknown."""
+    if cluster is None:
+        return None
+    job = getattr(cluster, "_dummy_job", None)  # dask-jobqueue: the template of every job
+    if job is not None and job.worker_memory:
+        return int(job.worker_memory / job.worker_processes)
+    options = getattr(cluster, "new_spec", {}).get("options", {})
+    limit = options.get("memory_limit")
+    if isinstance(limit, (int, float)) and limit > 0:
+        return int(limit)
+    if isinstance(limit, str) and limit != "auto":
+        return parse_bytes(limit)
+    return None
+
+
+def worker_memory_limits(client: Client, cluster: Cluster | None = None) -> list[int]:
+    """Memory limit of every connected worker, plus what new workers of ``cluster`` get.
+
+    A worker without a limit counts as the memory of its host, which is what it can really use.
+    """
+    limits = []
+    for info in client.scheduler_info(n_workers=-1)["workers"].values():
+        limit = info.get("memory_limit") or info.get("metrics", {}).get("host_memory_total") or 0
+        limits.append(int(limit))
+    future = memory_of_new_workers(cluster)
+    if future:
+        limits.append(future)
+    return limits
+
+
+class _Shared:
+    """The process-wide cluster and client, made on first use and closed at exit."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.cluster: Cluster | None = None
+        self.client: Client | None = None
+
+    def client_for(self) -> Client:
+        with self.lock:
+            if self.client is None or self.client.status in ("closed", "closing"):
+                self.close()
+                self.cluster, address = make_cluster()
+                try:
+                    self.client = Client(address, set_as_default=False)
+                except OSError as exc:
+                    self.close()
+                    raise EmulatorClusterError(
+                        f"cannot reach the Dask scheduler at {address}: {exc}; check that it is "
+                        f"running, or choose another cluster: {_EXAMPLE}"
+                    ) from exc
+            return self.client
+
+    def close(self) -> None:
+        with self.lock:
+            client, cluster = self.client, self.cluster
+            self.client = self.cluster = None
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+_shared = _Shared()
+atexit.register(_shared.close)
+
+
+def get_client() -> Client:
+    """The Dask client of the shared emulator cluster, creating the cluster on first use."""
+    return _shared.client_for()
+
+
+def get_cluster() -> Cluster | None:
+    """The shared emulator cluster (``None`` when connected to an external scheduler address)."""
+    with _shared.lock:
+        _shared.client_for()
+        return _shared.cluster
+
+
+def shutdown() -> None:
+    """Close the shared client and cluster (SLURM worker jobs are cancelled); safe to repeat."""
+    _shared.close()

@@ -1,0 +1,93 @@
+"""Replay the QPU's noise on the emulator: any stored calibration snapshot, any circuit.
+
+A circuit is compiled for the chip as that calibration saw it (the device ``Target`` built from
+the snapshot, so the transpiler picks the qubits the QPU would), the idle qubits are dropped,
+and Aer runs it with the noise model built from the same figures. A circuit that is already
+native (e.g. the exact circuit a QPU job ran) keeps its physical qubits, so its emulated counts
+answer "what would that job give under this calibration".
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qiskit import QuantumCircuit, transpile
+from qiskit_aer.noise import NoiseModel
+
+from qmio_lab import config
+from qmio_lab.device.calibration import Calibration
+from qmio_lab.device.noise import build_noise_model
+from qmio_lab.device.simulator import ALLOWED_OPERATIONS, compact
+from qmio_lab.device.target import build_target
+from qmio_lab.errors import CalibrationError
+
+CALIBRATION_PREFIX = "calibration:"
+CalibrationResolver = Callable[[str], Calibration]
+
+
+def qpu_calibration(cal_id: str) -> Calibration:
+    """Fetch a stored snapshot from the QPU service (imported lazily: the service is optional)."""
+    try:
+        from qmio_lab.qpu import default_client
+    except ImportError as exc:
+        raise CalibrationError(
+            f"cannot look up calibration {cal_id!r}: the QPU client (qmio_lab.qpu) is not "
+            "available; pass the Calibration object itself as noise=..."
+        ) from exc
+    return default_client().get_calibration(cal_id)
+
+
+def resolve_noise(
+    noise: Calibration | str | None, resolver: CalibrationResolver = qpu_calibration,
+) -> Calibration | None:
+    """``None`` (noiseless), a Calibration, or ``"calibration:<id>"`` looked up by ``resolver``."""
+    if noise is None or isinstance(noise, Calibration):
+        return noise
+    if isinstance(noise, str) and noise.startswith(CALIBRATION_PREFIX) and len(noise) > len(CALIBRATION_PREFIX):
+        cal = resolver(noise[len(CALIBRATION_PREFIX):])
+        if not isinstance(cal, Calibration):
+            raise CalibrationError(f"{noise!r} resolved to {type(cal).__name__}, not a Calibration")
+        return cal
+    raise CalibrationError(
+        f"noise must be None, a Calibration or 'calibration:<id>' "
+        f"(e.g. 'calibration:cal-20261123T070000Z-s2024'), got {noise!r}"
+    )
+
+
+def is_native(circuit: QuantumCircuit, cal: Calibration) -> bool:
+    """True when the circuit already runs on the chip as written (native gates and couplers)."""
+    if circuit.num_qubits != cal.num_qubits:
+        return False
+    pairs = {(c.control, c.target) for c in cal.couplers}
+    for inst in circuit.data:
+        name = inst.operation.name
+        if name not in ALLOWED_OPERATIONS:
+            return False
+        if name == "ecr" and tuple(circuit.find_bit(q).index for q in inst.qubits) not in pairs:
+            return False
+    return True
+
+
+def to_device(
+    circuit: QuantumCircuit, cal: Calibration, seed: int | None = None,
+) -> tuple[QuantumCircuit, tuple[int, ...]]:
+    """The circuit compiled for the chip under ``cal``, compacted to the qubits it uses.
+
+    Returns the compact circuit and the physical qubit of each of its qubits.
+    """
+    dt = float(config.get("device.dt"))
+    if not is_native(circuit, cal):
+        if circuit.num_qubits > cal.num_qubits:
+            raise CalibrationError(
+                f"circuit {circuit.name!r} uses {circuit.num_qubits} qubits; noise replay needs "
+                f"at most the chip's {cal.num_qubits}. Run it noiseless (noise=None) instead."
+            )
+        circuit = transpile(
+            circuit, target=build_target(cal, dt), optimization_level=1,
+            seed_transpiler=0 if seed is None else seed,
+        )
+    return compact(circuit, cal, dt)
+
+
+def noise_for(cal: Calibration, qubits: tuple[int, ...]) -> NoiseModel:
+    """Aer noise of the physical ``qubits`` under ``cal``, renumbered 0..k-1 like the circuit."""
+    return build_noise_model(cal, qubits)
