@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import datetime
 
-from qmio_lab import __version__
+from qmio_lab import __version__, config
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -26,6 +26,20 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_qpu_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from qmio_lab.qpu.serve import ServeOptions, serve
+
+    serve(ServeOptions(
+        host=args.host, port=args.port, db=Path(args.db) if args.db else None,
+        users_file=Path(args.users) if args.users else None, time_scale=args.time_scale,
+        start_time=datetime.fromisoformat(args.start_time) if args.start_time else None,
+        seed=args.seed, discovery=Path(args.discovery) if args.discovery else None,
+    ))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qmio", description="QMIO lab: simulated QPU and emulator tools")
     parser.add_argument("--version", action="version", version=f"qmio_lab {__version__}")
@@ -42,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--at", help="ISO time, e.g. 2026-11-30T09:00:00+00:00")
     cal.add_argument("--json", action="store_true", help="full snapshot as JSON")
     cal.set_defaults(func=_cmd_calibration)
+
+    qpu = sub.add_parser("qpu", help="the QPU queue service").add_subparsers(dest="qpu_command", required=True)
+    srv = qpu.add_parser("serve", help="run the queue service in front of the simulated QPU")
+    srv.add_argument("--host", default=config.get("qpu.host"))
+    srv.add_argument("--port", type=int, default=int(config.get("qpu.port")), help="0 picks a free port")
+    srv.add_argument("--db", help="SQLite file (default $QMIO_LAB_HOME/qpu/queue.sqlite)")
+    srv.add_argument("--users", help="YAML file {users: {name: {token: ..., role: user|admin}}}")
+    srv.add_argument("--time-scale", type=float, default=None,
+                     help="device seconds per real second, e.g. 3600 = one hour per second")
+    srv.add_argument("--start-time", help="device time to start the clock at (ISO), with --time-scale")
+    srv.add_argument("--seed", type=int, default=None, help="device seed (default from config)")
+    srv.add_argument("--discovery", help="write {url, token, pid} JSON here once listening")
+    srv.set_defaults(func=_cmd_qpu_serve)
     return parser
 
 

@@ -11,6 +11,9 @@ from qiskit.exceptions import QiskitError
 class QmioError(QiskitError):
     """Base class of every qmio_lab error."""
 
+    def __str__(self) -> str:  # QiskitError shows repr(message), quotes and all
+        return self.message
+
 
 class InvalidCircuitError(QmioError, ValueError):
     """A circuit cannot run on the target as it is (width, gates, couplings)."""

@@ -1,0 +1,115 @@
+"""Circuits on the wire: OpenQASM 2, OpenQASM 3 or base64 QPY, never pickle.
+
+The service parses untrusted payloads here and turns every parser failure into a
+:class:`PayloadError` that names the circuit, the line and the parser's message.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from qiskit import QuantumCircuit, qasm2, qasm3, qpy
+
+from qmio_lab.errors import QmioError
+
+FORMATS = ("qasm2", "qasm3", "qpy")
+_POSITION = re.compile(r"^(?:<input>:)?(\d+),(\d+):\s*")
+
+
+class PayloadError(QmioError, ValueError):
+    """A submitted circuit could not be read."""
+
+
+def detect_format(source: str) -> str:
+    """``qasm2`` or ``qasm3`` from the ``OPENQASM`` version line (comments skipped)."""
+    for line in source.splitlines():
+        text = line.split("//", 1)[0].strip()
+        if not text:
+            continue
+        if text.upper().startswith("OPENQASM"):
+            version = text[len("OPENQASM"):].strip().rstrip(";").strip()
+            return "qasm2" if version.startswith("2") else "qasm3"
+        break
+    return "qasm3"  # OpenQASM 3 makes the version line optional
+
+
+def _qasm3_location(exc: BaseException) -> str:
+    """Dig the line/column out of the ANTLR exception the OpenQASM 3 parser chains."""
+    seen = exc
+    while seen is not None:
+        for candidate in (seen, *getattr(seen, "args", ())):
+            token = getattr(candidate, "offendingToken", None)
+            if token is not None:
+                return f"line {token.line}, column {token.column}: unexpected {token.text!r}"
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
+def parse_circuit(item: dict[str, Any], index: int = 0) -> QuantumCircuit:
+    """Read one ``{"format": ..., "data": ...}`` item into a circuit (named if it has a name)."""
+    if not isinstance(item, dict) or "data" not in item:
+        raise PayloadError(
+            f"circuit {index}: expected an object like "
+            '{"format": "qasm3", "data": "OPENQASM 3.0; ..."}'
+        )
+    data = item["data"]
+    fmt = item.get("format") or (detect_format(data) if isinstance(data, str) else None)
+    if fmt not in FORMATS or not isinstance(data, str):
+        raise PayloadError(f"circuit {index}: format must be one of {', '.join(FORMATS)} with string data")
+    try:
+        if fmt == "qasm2":
+            circuit = qasm2.loads(data, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+        elif fmt == "qasm3":
+            circuit = qasm3.loads(data)
+        else:
+            circuits = qpy.load(io.BytesIO(base64.b64decode(data, validate=True)))
+            if len(circuits) != 1 or not isinstance(circuits[0], QuantumCircuit):
+                raise PayloadError(f"circuit {index}: a QPY item must hold exactly one circuit")
+            circuit = circuits[0]
+    except PayloadError:
+        raise
+    except (binascii.Error, ValueError) as exc:
+        if fmt == "qpy":
+            raise PayloadError(f"circuit {index}: not valid base64 QPY: {exc}") from exc
+        raise PayloadError(f"circuit {index}: {fmt} parse error: {exc}") from exc
+    except Exception as exc:  # parsers raise many types; all mean "bad input"
+        where = _qasm3_location(exc) if fmt == "qasm3" else ""
+        message = str(exc).strip().strip('"') or type(exc).__name__
+        message = _POSITION.sub(r"line \1, column \2: ", message)
+        if where:
+            message = where if message in ("", type(exc).__name__) else f"{where}: {message}"
+        raise PayloadError(f"circuit {index}: {fmt} parse error: {message}") from exc
+    if item.get("name"):
+        circuit.name = str(item["name"])
+    return circuit
+
+
+def parse_circuits(items: Iterable[dict[str, Any]]) -> list[QuantumCircuit]:
+    return [parse_circuit(item, i) for i, item in enumerate(items)]
+
+
+def circuit_to_item(circuit: QuantumCircuit | str, fmt: str = "qpy") -> dict[str, str]:
+    """Serialise for submission: QPY keeps everything (parameters bound, names, metadata)."""
+    if isinstance(circuit, str):
+        return {"format": detect_format(circuit), "data": circuit}
+    if fmt == "qasm3":
+        return {"format": "qasm3", "data": qasm3.dumps(circuit), "name": circuit.name}
+    if fmt == "qasm2":
+        return {"format": "qasm2", "data": qasm2.dumps(circuit), "name": circuit.name}
+    buf = io.BytesIO()
+    qpy.dump(circuit, buf)
+    return {"format": "qpy", "data": base64.b64encode(buf.getvalue()).decode("ascii"), "name": circuit.name}
+
+
+def content_key(item: dict[str, Any]) -> str:
+    """Stable digest of a submitted circuit, the transpiler cache key."""
+    h = hashlib.sha256()
+    h.update(str(item.get("format")).encode())
+    h.update(b"\0")
+    h.update(str(item.get("data")).encode())
+    return h.hexdigest()

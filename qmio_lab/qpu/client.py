@@ -1,0 +1,124 @@
+"""``QPUClient``: the queue service's HTTP API as Python calls, over one kept-alive session."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import requests
+from qiskit import QuantumCircuit
+
+from qmio_lab.device import Calibration
+from qmio_lab.errors import QmioError
+from qmio_lab.qpu.circuits import circuit_to_item
+
+TERMINAL = ("done", "failed", "cancelled")
+
+
+class QPUServiceError(QmioError):
+    """The service refused a request; ``status`` is the HTTP code, ``payload`` its JSON body."""
+
+    def __init__(self, message: str, status: int = 0, payload: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.payload = payload or {}
+
+
+class QPUClient:
+    def __init__(self, url: str, token: str | None, *, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._http = requests.Session()
+        if token:
+            self._http.headers["Authorization"] = f"Bearer {token}"
+
+    def __repr__(self) -> str:
+        return f"<QPUClient {self.url}>"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            resp = self._http.request(method, f"{self.url}{path}", **kwargs)
+        except requests.ConnectionError as exc:
+            raise QPUServiceError(
+                f"cannot reach the QPU service at {self.url}: is it running? "
+                "(qmio qpu serve, or unset qmio.qpu.url to start a local one)"
+            ) from exc
+        if resp.status_code >= 400:
+            try:
+                payload = resp.json()
+            except ValueError:
+                payload = {"error": resp.text[:500]}
+            raise QPUServiceError(
+                f"QPU service said {resp.status_code}: {payload.get('error', resp.reason)}",
+                status=resp.status_code, payload=payload,
+            )
+        return resp.json()
+
+    # ---- jobs ---------------------------------------------------------------------------
+    def submit(
+        self, circuits: QuantumCircuit | str | Sequence[QuantumCircuit | str], shots: int = 10000, *,
+        name: str | None = None, priority: int = 0, optimization_level: int = 1,
+        circuit_format: str = "qpy",
+    ) -> dict[str, Any]:
+        """Queue circuits (QuantumCircuit objects or OpenQASM 2/3 text); returns the job record."""
+        if isinstance(circuits, (QuantumCircuit, str)):
+            circuits = [circuits]
+        body: dict[str, Any] = {
+            "circuits": [circuit_to_item(c, circuit_format) for c in circuits],
+            "shots": shots, "priority": priority, "optimization_level": optimization_level,
+        }
+        if name:
+            body["name"] = name
+        slurm_job = os.environ.get("SLURM_JOB_ID")
+        if slurm_job:
+            body["slurm_job_id"] = slurm_job
+        return self._request("POST", "/api/v1/jobs", json=body)
+
+    def job(self, job_id: str, wait: float | None = None) -> dict[str, Any]:
+        params = {"wait": wait} if wait else None
+        timeout = self.timeout + (wait or 0)
+        return self._request("GET", f"/api/v1/jobs/{job_id}", params=params, timeout=timeout)
+
+    def jobs(self, states: Sequence[str] = (), limit: int = 100) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/v1/jobs", params={"state": list(states), "limit": limit})["jobs"]
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/api/v1/jobs/{job_id}")
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/v1/jobs/{job_id}/result")
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 20.0) -> dict[str, Any]:
+        """Block until the job ends; the service pushes the change (long poll), no busy loop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"job {job_id} still not finished after {timeout} s")
+            job = self.job(job_id, wait=min(poll, remaining) if remaining else poll)
+            if job["state"] in TERMINAL:
+                return job
+
+    # ---- device -------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return self._request("GET", "/api/v1/status")
+
+    def set_maintenance(self, on: bool) -> dict[str, Any]:
+        return self._request("PUT", "/api/v1/status", json={"maintenance": on})
+
+    def calibration(self) -> Calibration:
+        """The calibration in force now, drifted to the service's current device time."""
+        return Calibration.from_dict(self._request("GET", "/api/v1/calibration"))
+
+    def get_calibration(self, cal_id: str) -> Calibration:
+        """A stored snapshot by id, as taken (e.g. to replay a QPU result's noise)."""
+        return Calibration.from_dict(self._request("GET", f"/api/v1/calibrations/{cal_id}"))
+
+    def calibrations(self, full: bool = False) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/v1/calibrations", params={"full": int(full)})["calibrations"]
+
+    def recalibrate(self) -> Calibration:
+        return Calibration.from_dict(self._request("POST", "/api/v1/calibrations", timeout=self.timeout + 60))

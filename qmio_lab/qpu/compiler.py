@@ -1,0 +1,94 @@
+"""Turning submitted circuits into native ones, each distinct circuit transpiled once.
+
+Transpilation, not simulation, dominates small QPU jobs, so the cache is keyed by circuit
+content, optimisation level and calibration snapshot: a hybrid loop resubmitting the same
+circuit pays for the transpiler once per calibration.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from qiskit import QuantumCircuit, transpile
+from qiskit.transpiler.exceptions import TranspilerError
+
+from qmio_lab.device import Calibration, QmioDevice
+from qmio_lab.device.simulator import check_circuit
+from qmio_lab.errors import InvalidCircuitError
+from qmio_lab.qpu.circuits import content_key, parse_circuit
+
+_SEED = 1234  # fixed so the same circuit always maps to the same qubits
+
+
+class Compiler:
+    def __init__(self, device: QmioDevice, max_entries: int = 4096) -> None:
+        self.device = device
+        self._cache: OrderedDict[tuple, QuantumCircuit] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_entries
+        self.transpile_count = 0
+        self.hits = 0
+
+    def compile(
+        self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1
+    ) -> QuantumCircuit:
+        """Native circuit for ``item``; raises InvalidCircuitError/PayloadError with the fix."""
+        if not isinstance(item, dict):
+            parse_circuit(item, index)  # raises the PayloadError that explains the expected shape
+        key = (content_key(item), optimization_level, calibration.id, item.get("name"))
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                self.hits += 1
+                return cached
+        circuit = parse_circuit(item, index)
+        native = self._native_or_none(circuit)
+        if native is None:
+            native = self._transpile(circuit, index, calibration, optimization_level)
+        with self._lock:
+            self._cache[key] = native
+            if len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return native
+
+    def _native_or_none(self, circuit: QuantumCircuit) -> QuantumCircuit | None:
+        if circuit.num_qubits != self.device.num_qubits:
+            return None
+        try:
+            check_circuit(circuit, self.device)
+        except InvalidCircuitError:
+            return None
+        return circuit
+
+    def _transpile(
+        self, circuit: QuantumCircuit, index: int, calibration: Calibration, level: int
+    ) -> QuantumCircuit:
+        n = self.device.num_qubits
+        if circuit.num_qubits > n:
+            raise InvalidCircuitError(
+                f"circuit {index} ({circuit.name!r}) uses {circuit.num_qubits} qubits; the QMIO QPU "
+                f"has {n}. Run it on the emulator target instead."
+            )
+        if not any(inst.operation.name == "measure" for inst in circuit.data):
+            raise InvalidCircuitError(
+                f"circuit {index} ({circuit.name!r}) has no measurement, so it returns no counts; "
+                "add measure instructions (e.g. measure_all())"
+            )
+        try:
+            out = transpile(
+                circuit, target=self.device.target(calibration), optimization_level=level,
+                seed_transpiler=_SEED,
+            )
+        except (TranspilerError, Exception) as exc:  # the transpiler raises several types
+            raise InvalidCircuitError(
+                f"circuit {index} ({circuit.name!r}) cannot be mapped onto the QMIO chip: {exc}"
+            ) from exc
+        with self._lock:
+            self.transpile_count += 1
+        try:
+            check_circuit(out, self.device)
+        except InvalidCircuitError as exc:
+            raise InvalidCircuitError(f"circuit {index}: {exc}") from exc
+        return out

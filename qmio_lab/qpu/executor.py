@@ -1,0 +1,154 @@
+"""The one thread that owns the QPU: runs jobs back to back and keeps calibration windows.
+
+Because jobs and calibrations share this thread, a running job always finishes before a
+calibration starts, and no job starts while the QPU is calibrating.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from qmio_lab import config
+from qmio_lab.device import Calibration, QmioDevice, QmioSimulator
+from qmio_lab.device.schedule import CalibrationSchedule
+from qmio_lab.errors import QmioError
+from qmio_lab.qpu.clock import SimClock
+from qmio_lab.qpu.compiler import Compiler
+from qmio_lab.qpu.store import Store
+
+log = logging.getLogger(__name__)
+_IDLE_WAIT = 0.2  # seconds between looks at the calendar when nothing is queued
+
+
+def result_body(result: Any, cal: Calibration) -> dict[str, Any]:
+    """The stored result: Qiskit's own dict form (round-trips to ``Result``) plus plain counts."""
+    body = result.to_dict()
+    body["date"] = str(body.get("date"))
+    body["calibration_id"] = cal.id
+    body["calibration_age_s"] = cal.age.total_seconds()
+    body["counts"] = [result.get_counts(i) for i in range(len(result.results))]
+    return body
+
+
+class Executor(threading.Thread):
+    def __init__(
+        self, store: Store, device: QmioDevice, compiler: Compiler, clock: SimClock,
+        schedule: CalibrationSchedule, on_job_change: Callable[[str], None] = lambda job_id: None,
+    ) -> None:
+        super().__init__(name="qmio-qpu-executor", daemon=True)
+        self.store = store
+        self.device = device
+        self.compiler = compiler
+        self.clock = clock
+        self.schedule = schedule
+        self.simulator = QmioSimulator(device)
+        self.on_job_change = on_job_change
+        self.state = "online"
+        self.maintenance = False
+        self.running_job: dict[str, Any] | None = None
+        self.calibrating_until: datetime | None = None
+        self._drift_step = timedelta(seconds=float(config.get("qpu.drift_resolution_s")))
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._calibration_requests: list[Future] = []
+        self._lock = threading.Lock()
+
+    # ---- control from other threads -------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def request_calibration(self) -> Future:
+        """Recalibrate as soon as the running job (if any) finishes."""
+        fut: Future = Future()
+        with self._lock:
+            self._calibration_requests.append(fut)
+        self.wake()
+        return fut
+
+    def set_maintenance(self, on: bool) -> None:
+        self.maintenance = on
+        self.state = "maintenance" if on else "online"
+        self.wake()
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._keep_calendar()
+                if self.maintenance or not self._run_next():
+                    self._wake.wait(_IDLE_WAIT)
+                    self._wake.clear()
+            except Exception:  # keep the QPU alive; the failing job was already marked
+                log.exception("executor loop error")
+                time.sleep(_IDLE_WAIT)
+
+    def _keep_calendar(self) -> None:
+        with self._lock:
+            requests, self._calibration_requests = self._calibration_requests, []
+        if requests:
+            cal = self._calibrate(self.clock.now())
+            for fut in requests:
+                fut.set_result(cal)
+        now = self.clock.now()
+        start, end = self.schedule.last_window(now) if self.schedule.weekdays else (None, None)
+        if start is None or self.device.calibration.taken_at >= start:
+            return
+        if now < end:  # inside the window: the QPU is unavailable until it ends
+            self.state = "calibrating"
+            self.calibrating_until = end
+            while self.clock.now() < end and not self._stop.is_set():
+                time.sleep(min(0.05, max(self.clock.real_seconds(end - self.clock.now()), 0.001)))
+        self._calibrate(end)
+
+    def _calibrate(self, at: datetime) -> Calibration:
+        self.state = "calibrating"
+        cal = self.device.calibrate(at=at)
+        self.store.add_calibration(cal)
+        self.calibrating_until = None
+        self.state = "maintenance" if self.maintenance else "online"
+        log.info("calibrated: %s", cal.id)
+        return cal
+
+    def _effective_calibration(self) -> Calibration:
+        now = self.clock.now()
+        epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
+        return self.device.calibration_at(now - (now - epoch) % self._drift_step)
+
+    def _run_next(self) -> bool:
+        order = self.store.queue_order()
+        for candidate in order:
+            if self.store.claim(candidate["id"]):
+                self._run(candidate["id"])
+                return True
+        return False
+
+    def _run(self, job_id: str) -> None:
+        job = self.store.job(job_id)
+        assert job is not None
+        self.running_job = job
+        self.on_job_change(job_id)
+        cal = self._effective_calibration()
+        try:
+            items = self.store.job_circuits(job_id)
+            circuits = [
+                self.compiler.compile(item, i, cal, job["optimization_level"]) for i, item in enumerate(items)
+            ]
+            result = self.simulator.execute(circuits, job["shots"], cal, job_id=job_id)
+            self.store.finish(job_id, result=result_body(result, cal), calibration_id=cal.id)
+        except QmioError as exc:
+            self.store.fail(job_id, str(exc), cal.id)
+        except Exception as exc:  # a simulator crash must fail the job, not the service
+            log.exception("job %s failed", job_id)
+            self.store.fail(job_id, f"internal error while running the job: {exc}", cal.id)
+        finally:
+            self.running_job = None
+            self.on_job_change(job_id)

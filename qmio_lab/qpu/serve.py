@@ -1,0 +1,92 @@
+"""Running the queue service as a process: ``qmio qpu serve``."""
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import tornado.httpserver
+
+from qmio_lab import config
+from qmio_lab.qpu.auth import TokenAuth, new_token
+from qmio_lab.qpu.clock import SimClock
+from qmio_lab.qpu.server import make_app
+from qmio_lab.qpu.service import QPUService
+
+log = logging.getLogger("qmio_lab.qpu")
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    db: Path | None = None
+    users_file: Path | None = None
+    time_scale: float | None = None
+    start_time: datetime | None = None
+    seed: int | None = None
+    discovery: Path | None = None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def write_discovery(path: Path, url: str, token: str | None) -> None:
+    """Where other kernels find this service: URL, token, pid (readable by the owner only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"url": url, "token": token, "pid": os.getpid()}, fh)
+    os.replace(tmp, path)
+
+
+def build_auth(users_file: Path | None) -> tuple[TokenAuth, str | None]:
+    """Users from the file (or config); with none, the current OS user as admin with a new token."""
+    users_file = users_file or (Path(config.get("qpu.users_file")) if config.get("qpu.users_file") else None)
+    if users_file:
+        return TokenAuth.from_file(users_file), None
+    token = new_token()
+    return TokenAuth({getpass.getuser(): {"token": token, "role": "admin"}}), token
+
+
+async def _serve(opts: ServeOptions) -> None:
+    auth, own_token = build_auth(opts.users_file)
+    db = opts.db or (config.lab_home() / "qpu" / "queue.sqlite")
+    scale = opts.time_scale if opts.time_scale is not None else float(config.get("qpu.time_scale"))
+    clock = SimClock(scale=scale, start=opts.start_time) if (opts.start_time or scale != 1.0) else None
+    service = QPUService(db, auth, clock=clock, seed=opts.seed)
+    server = tornado.httpserver.HTTPServer(make_app(service), max_body_size=256 * 1024 * 1024, xheaders=True)
+    port = opts.port or free_port(opts.host)
+    server.listen(port, opts.host)
+    service.start()
+    url = f"http://{opts.host}:{port}"
+    if opts.discovery:
+        write_discovery(opts.discovery, url, own_token)
+    print(f"qmio qpu service listening on {url} (db {db}, time scale {service.clock.scale})", flush=True)
+    if own_token and not opts.discovery:
+        print(f"admin token for {getpass.getuser()}: {own_token}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.stop()
+    service.stop()
+    if opts.discovery:
+        opts.discovery.unlink(missing_ok=True)
+
+
+def serve(opts: ServeOptions) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(_serve(opts))

@@ -1,0 +1,293 @@
+"""HTTP/JSON front of the queue service (tornado). Handlers only translate; QPUService decides.
+
+Every error is a 4xx/5xx with a JSON body ``{"error": message, "status": code}`` whose message
+says what to change. Nothing from the network is unpickled: circuits come as QASM or QPY.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import tornado.web
+
+from qmio_lab import config
+from qmio_lab.device.simulator import check_shots
+from qmio_lab.errors import QmioError
+from qmio_lab.qpu.auth import User
+from qmio_lab.qpu.service import QPUService
+from qmio_lab.qpu.store import TERMINAL_STATES
+
+log = logging.getLogger(__name__)
+_compile_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qmio-compile")
+MAX_WAIT_S = 60.0
+
+
+class ApiError(tornado.web.HTTPError):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(status, reason=None)
+        self.message = message
+        self.extra = extra
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    requires_auth = True
+
+    @property
+    def service(self) -> QPUService:
+        return self.settings["service"]
+
+    def prepare(self) -> None:
+        self.user: User | None = None
+        if self.requires_auth:
+            self.user = self.service.auth.authenticate(self.request.headers.get("Authorization"))
+            if self.user is None:
+                raise ApiError(401, "missing or invalid token: send 'Authorization: Bearer <token>'")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        body: dict[str, Any] = {"status": status_code}
+        if isinstance(exc, ApiError):
+            body["error"] = exc.message
+            body.update(exc.extra)
+        elif isinstance(exc, tornado.web.HTTPError):
+            body["error"] = exc.log_message or self._reason
+        else:
+            body["error"] = "internal error in the QPU service; see its log"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def send(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(payload))
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        return data
+
+    def owned_job(self, job_id: str) -> dict[str, Any]:
+        job = self.service.store.job(job_id)
+        if job is None:
+            raise ApiError(404, f"no job with id {job_id!r}; list yours with GET /api/v1/jobs")
+        assert self.user is not None
+        if job["user"] != self.user.name and not self.user.is_admin:
+            raise ApiError(403, f"job {job_id!r} belongs to another user")
+        return job
+
+    def require_admin(self) -> None:
+        assert self.user is not None
+        if not self.user.is_admin:
+            raise ApiError(403, f"user {self.user.name!r} is not an admin; this needs the admin role")
+
+
+class JobsHandler(BaseHandler):
+    def get(self) -> None:
+        assert self.user is not None
+        states = tuple(s for s in self.get_arguments("state") if s)
+        try:
+            limit = min(int(self.get_argument("limit", "100")), 10000)
+        except ValueError as exc:
+            raise ApiError(400, "limit must be an integer") from exc
+        owner = None if (self.user.is_admin and self.get_argument("all", "1") != "0") else self.user.name
+        jobs = self.service.store.jobs(user=owner, states=states or None, limit=limit)
+        self.send({"jobs": [self.service.job_view(j) for j in jobs]})
+
+    async def post(self) -> None:
+        assert self.user is not None
+        svc = self.service
+        limit_bytes = int(float(config.get("qpu.max_payload_mb")) * 1024 * 1024)
+        if len(self.request.body) > limit_bytes:
+            svc.metrics.rejected.labels("413").inc()
+            raise ApiError(413, f"payload is {len(self.request.body)} bytes; the limit is {limit_bytes} "
+                                "bytes (16 MB). Split the circuits over several jobs.")
+        body = self.json_body()
+        spec = self._validate(body)
+        cal = svc.effective_calibration()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(_compile_pool, self._compile_all, spec["circuits"], cal, spec["optimization_level"])
+        except QmioError as exc:
+            svc.metrics.rejected.labels("422").inc()
+            raise ApiError(422, str(exc)) from exc
+        job = svc.store.add_job(user=self.user.name, **spec)
+        svc.metrics.submitted.labels(self.user.name).inc()
+        svc.executor.wake()
+        self.set_header("Location", f"/api/v1/jobs/{job['id']}")
+        self.send(svc.job_view(job), status=201)
+
+    def _compile_all(self, items: list[dict[str, Any]], cal: Any, level: int) -> None:
+        for i, item in enumerate(items):
+            self.service.compiler.compile(item, i, cal, level)
+
+    def _validate(self, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.user is not None
+        unknown = set(body) - {"circuits", "shots", "name", "priority", "optimization_level", "slurm_job_id"}
+        if unknown:
+            raise ApiError(400, f"unknown field(s) {sorted(unknown)}; allowed: circuits, shots, name, "
+                                "priority, optimization_level")
+        circuits = body.get("circuits")
+        if not isinstance(circuits, list) or not circuits:
+            raise ApiError(400, 'circuits must be a non-empty list of {"format": "qasm2|qasm3|qpy", "data": ...}')
+        max_circuits = int(config.get("device.max_circuits"))
+        if len(circuits) > max_circuits:
+            raise ApiError(422, f"{len(circuits)} circuits in one job; the QPU accepts at most {max_circuits}. "
+                                "Split them into several jobs.")
+        try:
+            shots = check_shots(body.get("shots", 10000))
+        except QmioError as exc:
+            raise ApiError(422, str(exc)) from exc
+        priority = body.get("priority", 0)
+        max_priority = int(config.get("qpu.max_priority"))
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ApiError(422, f"priority must be an integer, got {priority!r}")
+        if not self.user.is_admin and not 0 <= priority <= max_priority:
+            raise ApiError(422, f"priority must be from 0 to {max_priority} (higher runs first); got {priority}")
+        level = body.get("optimization_level", 1)
+        if level not in (0, 1, 2, 3) or isinstance(level, bool):
+            raise ApiError(422, f"optimization_level must be 0, 1, 2 or 3; got {level!r}")
+        name = body.get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > 200):
+            raise ApiError(422, "name must be a string of at most 200 characters")
+        slurm_job_id = body.get("slurm_job_id")
+        return {
+            "circuits": circuits, "shots": shots, "name": name, "priority": priority,
+            "optimization_level": level, "slurm_job_id": str(slurm_job_id) if slurm_job_id else None,
+        }
+
+
+class JobHandler(BaseHandler):
+    async def get(self, job_id: str) -> None:
+        job = self.owned_job(job_id)
+        wait = self.get_argument("wait", None)
+        if wait is not None and job["state"] not in TERMINAL_STATES:
+            try:
+                timeout = min(max(float(wait), 0.0), MAX_WAIT_S)
+            except ValueError as exc:
+                raise ApiError(400, "wait must be a number of seconds") from exc
+            seen = job["state"]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while job["state"] == seen and job["state"] not in TERMINAL_STATES and loop.time() < deadline:
+                await self.service.events.wait(job_id, deadline - loop.time())
+                job = self.service.store.job(job_id) or job
+        self.send(self.service.job_view(job))
+
+    def delete(self, job_id: str) -> None:
+        job = self.owned_job(job_id)
+        if self.service.store.cancel(job_id):
+            self.service.metrics.finished.labels("cancelled").inc()
+            self.send(self.service.job_view(self.service.store.job(job_id)))  # type: ignore[arg-type]
+            return
+        job = self.service.store.job(job_id) or job
+        if job["state"] == "running":
+            raise ApiError(409, f"job {job_id!r} is already running on the QPU and cannot be stopped; "
+                                "it finishes in moments", state="running")
+        raise ApiError(409, f"job {job_id!r} has already ended ({job['state']}); nothing to cancel",
+                       state=job["state"])
+
+
+class ResultHandler(BaseHandler):
+    def get(self, job_id: str) -> None:
+        job = self.owned_job(job_id)
+        if job["state"] == "done":
+            result = self.service.store.result(job_id)
+            if result is not None:
+                self.send(result)
+                return
+        view = self.service.job_view(job)
+        if job["state"] in ("queued", "running"):
+            where = f" (queue position {view['queue_position']})" if view["queue_position"] else ""
+            raise ApiError(409, f"job {job_id!r} is {job['state']}{where}; its result is not ready yet. "
+                                f"Poll GET /api/v1/jobs/{job_id}?wait=30", state=job["state"])
+        reason = f": {job['error']}" if job["error"] else ""
+        raise ApiError(409, f"job {job_id!r} {job['state']} and has no result{reason}", state=job["state"])
+
+
+class StatusHandler(BaseHandler):
+    def get(self) -> None:
+        self.send(self.service.status())
+
+    def put(self) -> None:
+        self.require_admin()
+        body = self.json_body()
+        if not isinstance(body.get("maintenance"), bool):
+            raise ApiError(400, 'send {"maintenance": true} or {"maintenance": false}')
+        self.service.executor.set_maintenance(body["maintenance"])
+        self.send(self.service.status())
+
+
+class CalibrationHandler(BaseHandler):
+    def get(self) -> None:
+        cal = self.service.effective_calibration()
+        self.send({**cal.to_dict(), "summary": cal.summary(), "age_s": cal.age.total_seconds()})
+
+
+class CalibrationsHandler(BaseHandler):
+    def get(self) -> None:
+        full = self.get_argument("full", "0") == "1"
+        items = []
+        for cal in self.service.device.history:
+            item = {"id": cal.id, "taken_at": cal.taken_at.isoformat(), "summary": cal.summary()}
+            if full:
+                item["calibration"] = cal.to_dict()
+            items.append(item)
+        self.send({"calibrations": items})
+
+    async def post(self) -> None:
+        self.require_admin()
+        cal = await asyncio.wrap_future(self.service.executor.request_calibration())
+        self.send({**cal.to_dict(), "summary": cal.summary()}, status=201)
+
+
+class CalibrationByIdHandler(BaseHandler):
+    def get(self, cal_id: str) -> None:
+        try:
+            cal = self.service.device.calibration_by_id(cal_id)
+        except LookupError as exc:
+            raise ApiError(404, str(exc)) from exc
+        self.send({**cal.to_dict(), "summary": cal.summary()})
+
+
+class MetricsHandler(BaseHandler):
+    """Unauthenticated like any Prometheus target: it exposes device figures and counts only."""
+
+    requires_auth = False
+
+    def get(self) -> None:
+        svc = self.service
+        body = svc.metrics.render(svc.state, svc.store.counts_by_state(), svc.effective_calibration())
+        self.set_header("Content-Type", "text/plain; version=0.0.4")
+        self.finish(body)
+
+
+class NotFoundHandler(BaseHandler):
+    requires_auth = False
+
+    def prepare(self) -> None:
+        raise ApiError(404, f"no such endpoint {self.request.method} {self.request.path}; see /api/v1/status")
+
+
+def make_app(service: QPUService) -> tornado.web.Application:
+    jid = r"([A-Za-z0-9_\-]+)"
+    return tornado.web.Application(
+        [
+            (r"/api/v1/jobs/?", JobsHandler),
+            (rf"/api/v1/jobs/{jid}/?", JobHandler),
+            (rf"/api/v1/jobs/{jid}/result/?", ResultHandler),
+            (r"/api/v1/status/?", StatusHandler),
+            (r"/api/v1/calibration/?", CalibrationHandler),
+            (r"/api/v1/calibrations/?", CalibrationsHandler),
+            (r"/api/v1/calibrations/([A-Za-z0-9_\-:.+]+)/?", CalibrationByIdHandler),
+            (r"/metrics", MetricsHandler),
+        ],
+        default_handler_class=NotFoundHandler,
+        service=service,
+    )

@@ -1,0 +1,162 @@
+"""The queue service's parts wired together, independent of HTTP (testable without a server)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from qmio_lab.device import Calibration, QmioDevice
+from qmio_lab.device.schedule import CalibrationSchedule
+from qmio_lab.qpu.auth import TokenAuth
+from qmio_lab.qpu.clock import SimClock
+from qmio_lab.qpu.compiler import Compiler
+from qmio_lab.qpu.executor import Executor
+from qmio_lab.qpu.metrics import ServiceMetrics
+from qmio_lab.qpu.scheduler import QueueView
+from qmio_lab.qpu.store import TERMINAL_STATES, Store
+
+log = logging.getLogger(__name__)
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts else None
+
+
+class JobEvents:
+    """Wakes HTTP long-polls when a job changes; fed from the executor thread."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: dict[str, set[asyncio.Future]] = {}
+
+    def notify_threadsafe(self, job_id: str) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._fire, job_id)
+
+    def _fire(self, job_id: str) -> None:
+        for fut in self._waiters.pop(job_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait(self, job_id: str, timeout: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, set()).add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._waiters.get(job_id, set()).discard(fut)
+
+
+class QPUService:
+    def __init__(
+        self, db_path: str | Path, auth: TokenAuth, *, clock: SimClock | None = None,
+        seed: int | None = None, schedule: CalibrationSchedule | None = None,
+    ) -> None:
+        self.store = Store(db_path)
+        self.auth = auth
+        self.clock = self._restore_clock(clock)
+        self.schedule = schedule or CalibrationSchedule.from_config()
+        self.device = self._restore_device(seed)
+        self.compiler = Compiler(self.device)
+        self.events = JobEvents()
+        self.metrics = ServiceMetrics()
+        self.queue = QueueView(self.store, self.clock, self.schedule)
+        requeued = self.store.requeue_running()
+        if requeued:
+            log.warning("requeued %d job(s) interrupted by the last shutdown", requeued)
+        self.executor = Executor(
+            self.store, self.device, self.compiler, self.clock, self.schedule,
+            on_job_change=self._job_changed,
+        )
+
+    def _restore_clock(self, clock: SimClock | None) -> SimClock:
+        """Keep device time continuous across restarts unless a new clock is asked for."""
+        saved = self.store.get_meta("clock")
+        if clock is None and saved:
+            return SimClock.from_state(json.loads(saved))
+        clock = clock or SimClock()
+        self.store.set_meta("clock", json.dumps(clock.to_state()))
+        return clock
+
+    def _restore_device(self, seed: int | None) -> QmioDevice:
+        history = self.store.calibrations()
+        saved_seed = self.store.get_meta("seed")
+        if seed is None and saved_seed is not None:
+            seed = int(saved_seed)
+        if history:
+            device = QmioDevice(seed=seed, history=history)
+        else:
+            now = self.clock.now()
+            start, end = self.schedule.last_window(now)
+            if end > now:  # inside today's window: the calibration in force is the previous one
+                end = self.schedule.last_window(start - timedelta(seconds=1))[1]
+            device = QmioDevice(seed=seed, calibrated_at=end)
+            self.store.add_calibration(device.calibration)
+        self.store.set_meta("seed", str(device.seed))
+        return device
+
+    def _job_changed(self, job_id: str) -> None:
+        job = self.store.job(job_id)
+        if job and job["state"] in TERMINAL_STATES:
+            self.metrics.finished.labels(job["state"]).inc()
+            if job["started_at"] and job["finished_at"]:
+                self.metrics.run_seconds.observe(job["finished_at"] - job["started_at"])
+        self.events.notify_threadsafe(job_id)
+
+    def start(self) -> None:
+        self.events.loop = asyncio.get_event_loop()
+        self.executor.start()
+
+    def stop(self) -> None:
+        self.executor.stop()
+        self.executor.join(timeout=30)
+        self.store.close()
+
+    # ---- views --------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self.executor.state
+
+    def job_view(self, job: dict[str, Any]) -> dict[str, Any]:
+        place = None
+        if job["state"] == "queued":
+            place = self.queue.places(self.executor.running_job, self.executor.calibrating_until).get(job["id"])
+        return {
+            "id": job["id"], "name": job["name"], "user": job["user"], "state": job["state"],
+            "priority": job["priority"], "shots": job["shots"], "num_circuits": job["num_circuits"],
+            "optimization_level": job["optimization_level"],
+            "created_at": _iso(job["created_at"]), "started_at": _iso(job["started_at"]),
+            "finished_at": _iso(job["finished_at"]),
+            "queue_position": place.position if place else None,
+            "eta_s": place.eta_s if place else (0.0 if job["state"] == "running" else None),
+            "calibration_id": job["calibration_id"], "error": job["error"], "attempts": job["attempts"],
+            "slurm_job_id": job["slurm_job_id"],
+        }
+
+    def effective_calibration(self) -> Calibration:
+        return self.device.calibration_at(self.clock.now())
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock.now()
+        cal = self.effective_calibration()
+        counts = self.store.counts_by_state()
+        nxt = self.schedule.next_window(now) if self.schedule.weekdays else None
+        return {
+            "state": self.state,
+            "queue_depth": counts["queued"],
+            "running": counts["running"],
+            "jobs": counts,
+            "calibration": {"id": cal.id, "taken_at": cal.taken_at.isoformat(), "age_s": cal.age.total_seconds()},
+            "calibrating_until": self.executor.calibrating_until.isoformat() if self.executor.calibrating_until else None,
+            "next_calibration": {"start": nxt[0].isoformat(), "end": nxt[1].isoformat()} if nxt else None,
+            "device_time": now.isoformat(),
+            "time_scale": self.clock.scale,
+            "num_qubits": self.device.num_qubits,
+            "seconds_per_circuit": self.queue.seconds_per_circuit(),
+            "transpiler": {"transpiles": self.compiler.transpile_count, "cache_hits": self.compiler.hits},
+        }

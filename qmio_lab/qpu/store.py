@@ -1,0 +1,240 @@
+"""Durable queue state in one SQLite file (WAL).
+
+A job is committed before its submitter hears "accepted", and a job's result and its ``done``
+state are written in one transaction, so ``kill -9`` at any moment loses nothing and runs
+nothing twice into the record.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from qmio_lab.device.calibration import Calibration
+
+TERMINAL_STATES = ("done", "failed", "cancelled")
+STATES = ("queued", "running", *TERMINAL_STATES)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    user TEXT NOT NULL,
+    name TEXT,
+    state TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    shots INTEGER NOT NULL,
+    num_circuits INTEGER NOT NULL,
+    optimization_level INTEGER NOT NULL DEFAULT 1,
+    circuits TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    calibration_id TEXT,
+    error TEXT,
+    slurm_job_id TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, priority, seq);
+CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, seq);
+CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calibrations (id TEXT PRIMARY KEY, taken_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fair_share (user TEXT PRIMARY KEY, last_started REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_JOB_COLUMNS = (
+    "seq, id, user, name, state, priority, shots, num_circuits, optimization_level, created_at, "
+    "started_at, finished_at, attempts, calibration_id, error, slurm_job_id"
+)
+
+
+class Store:
+    """All reads and writes of the queue service's state. Thread-safe."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self.version = 0  # bumped on every queue change; lets readers cache the queue order
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self.version += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- jobs ---------------------------------------------------------------------------
+    def add_job(
+        self, *, user: str, circuits: list[dict[str, Any]], shots: int, name: str | None = None,
+        priority: int = 0, optimization_level: int = 1, slurm_job_id: str | None = None,
+    ) -> dict[str, Any]:
+        job_id = uuid.uuid4().hex
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs (id, user, name, state, priority, shots, num_circuits, "
+                "optimization_level, circuits, created_at, slurm_job_id) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, user, name, priority, shots, len(circuits), optimization_level,
+                 json.dumps(circuits), time.time(), slurm_job_id),
+            )
+        return self.job(job_id)  # type: ignore[return-value]
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return dict(row) if row else None
+
+    def job_circuits(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            row = self._db.execute("SELECT circuits FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return json.loads(row["circuits"]) if row else []
+
+    def jobs(
+        self, user: str | None = None, states: tuple[str, ...] | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Newest first; ``user=None`` means every user's (admins)."""
+        where, args = [], []
+        if user is not None:
+            where.append("user = ?")
+            args.append(user)
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, (*args, limit))]
+
+    def queue_order(self) -> list[dict[str, Any]]:
+        """Queued jobs in the order they will run.
+
+        Priority first; within a priority, users take turns (each user's k-th queued job
+        ranks k-th, ties go to the user served least recently); then submission order.
+        """
+        sql = f"""
+            SELECT j.id, j.user, j.priority, j.num_circuits, j.shots, j.seq,
+                   ROW_NUMBER() OVER (PARTITION BY j.user, j.priority ORDER BY j.seq) AS turn,
+                   COALESCE(f.last_started, 0) AS last_served
+            FROM jobs j LEFT JOIN fair_share f ON f.user = j.user
+            WHERE j.state = 'queued'
+            ORDER BY j.priority DESC, turn, last_served, j.seq
+        """
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql)]
+
+    def claim(self, job_id: str) -> bool:
+        """Move a queued job to running; False if it was cancelled meanwhile."""
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = 'running', started_at = ?, attempts = attempts + 1 "
+                "WHERE id = ? AND state = 'queued'", (now, job_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            user = db.execute("SELECT user FROM jobs WHERE id = ?", (job_id,)).fetchone()["user"]
+            db.execute(
+                "INSERT INTO fair_share (user, last_started) VALUES (?, ?) "
+                "ON CONFLICT(user) DO UPDATE SET last_started = excluded.last_started", (user, now),
+            )
+        return True
+
+    def finish(self, job_id: str, *, result: dict[str, Any], calibration_id: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO results (job_id, body) VALUES (?, ?)", (job_id, json.dumps(result)))
+            db.execute(
+                "UPDATE jobs SET state = 'done', finished_at = ?, calibration_id = ?, error = NULL "
+                "WHERE id = ? AND state = 'running'", (time.time(), calibration_id, job_id),
+            )
+
+    def fail(self, job_id: str, error: str, calibration_id: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?, calibration_id = ? "
+                "WHERE id = ? AND state = 'running'", (time.time(), error, calibration_id, job_id),
+            )
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued job; False when it is no longer queued."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'queued'",
+                (time.time(), job_id),
+            )
+        return cur.rowcount == 1
+
+    def requeue_running(self) -> int:
+        """After a crash: jobs caught running go back to the queue (their seq keeps their turn)."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE jobs SET state = 'queued', started_at = NULL WHERE state = 'running'")
+        return cur.rowcount
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return json.loads(row["body"]) if row else None
+
+    def counts_by_state(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
+        out = dict.fromkeys(STATES, 0)
+        out.update({r["state"]: r["n"] for r in rows})
+        return out
+
+    def recent_durations(self, limit: int = 50) -> list[tuple[float, int]]:
+        """(seconds, circuits) of the latest finished jobs, for ETAs."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT finished_at - started_at AS d, num_circuits FROM jobs "
+                "WHERE state = 'done' AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?", (limit,),
+            ).fetchall()
+        return [(r["d"], r["num_circuits"]) for r in rows]
+
+    # ---- calibrations -------------------------------------------------------------------
+    def add_calibration(self, cal: Calibration) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO calibrations (id, taken_at, body) VALUES (?, ?, ?)",
+                (cal.id, cal.taken_at.isoformat(), cal.to_json()),
+            )
+
+    def calibrations(self) -> list[Calibration]:
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM calibrations ORDER BY taken_at").fetchall()
+        return [Calibration.from_json(r["body"]) for r in rows]
+
+    # ---- meta ---------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

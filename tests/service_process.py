@@ -1,0 +1,77 @@
+"""A real QPU service process for integration tests (no fakes: real HTTP, real SQLite file)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+USERS = {
+    "alice": {"token": "alice-token-0123456789", "role": "user"},
+    "bob": {"token": "bob-token-0123456789abc", "role": "user"},
+    "root": {"token": "admin-token-0123456789", "role": "admin"},
+}
+
+
+class ServiceProcess:
+    def __init__(self, directory: Path, *extra_args: str, users: dict | None = None) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.db = self.dir / "queue.sqlite"
+        self.users_file = self.dir / "users.json"  # JSON is valid YAML
+        self.users_file.write_text(json.dumps({"users": users or USERS}))
+        self.discovery = self.dir / "service.json"
+        self.extra = list(extra_args)
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> ServiceProcess:
+        self.discovery.unlink(missing_ok=True)
+        log = open(self.dir / "service.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qmio_lab.cli", "qpu", "serve", "--port", "0", "--db", str(self.db),
+             "--users", str(self.users_file), "--discovery", str(self.discovery), *self.extra],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log()
+            if self.discovery.exists():
+                self.url = json.loads(self.discovery.read_text())["url"]
+                requests.get(f"{self.url}/metrics", timeout=5).raise_for_status()
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"service did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        path = self.dir / "service.log"
+        return path.read_text() if path.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def client(self, user: str):
+        from qmio_lab.qpu import QPUClient
+
+        return QPUClient(self.url, USERS[user]["token"])
+
+    def http(self, method: str, path: str, user: str | None = "alice", **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if user:
+            headers["Authorization"] = f"Bearer {USERS[user]['token']}"
+        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kw)

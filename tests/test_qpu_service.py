@@ -1,0 +1,223 @@
+"""The queue service as a real process over HTTP: lifecycle, auth, limits, queue, fair share."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from qiskit import QuantumCircuit, qasm2, qasm3
+
+from qmio_lab.qpu import QPUBackend, QPUServiceError
+from service_process import ServiceProcess
+
+QASM2_GHZ = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[3];
+creg c[3];
+h q[0];
+cx q[0],q[1];
+cx q[1],q[2];
+measure q -> c;
+"""
+
+
+def bell() -> QuantumCircuit:
+    qc = QuantumCircuit(2, name="bell")
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    return qc
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    service = ServiceProcess(tmp_path_factory.mktemp("qpu")).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def paused(svc):
+    """Hold the queue (admin maintenance mode) so jobs stay queued while a test looks at them."""
+    svc.client("root").set_maintenance(True)
+    yield svc
+    svc.client("root").set_maintenance(False)
+
+
+def test_lifecycle_qasm2_qasm3_qpy(svc):
+    alice = svc.client("alice")
+    status = alice.status()
+    assert status["state"] == "online" and status["num_qubits"] == 32
+    q3 = qasm3.dumps(bell())
+    job = alice.submit([QASM2_GHZ, q3, bell()], shots=2000, name="three-formats")
+    assert job["state"] in ("queued", "running") and job["name"] == "three-formats"
+    done = alice.wait(job["id"], timeout=60)
+    assert done["state"] == "done" and done["calibration_id"] == status["calibration"]["id"]
+    result = alice.result(job["id"])
+    assert result["calibration_id"] == done["calibration_id"]
+    ghz, bell_q3, bell_qpy = result["counts"]
+    assert sum(ghz.values()) == 2000 and set(ghz) <= {format(i, "03b") for i in range(8)}
+    assert (ghz.get("000", 0) + ghz.get("111", 0)) / 2000 > 0.6
+    for counts in (bell_q3, bell_qpy):
+        assert (counts.get("00", 0) + counts.get("11", 0)) / 2000 > 0.7
+
+
+def test_backend_and_job_objects(svc):
+    backend = QPUBackend(svc.client("alice"))
+    assert backend.target.num_qubits == 32 and "ecr" in backend.target.operation_names
+    assert backend.calibration_id == svc.client("alice").status()["calibration"]["id"]
+    job = backend.run(bell(), shots=500)
+    counts = job.result(timeout=60).get_counts()
+    assert sum(counts.values()) == 500
+    assert job.status().name == "DONE" and job.queue_position() is None
+    with pytest.raises(TypeError, match="unknown run option"):
+        backend.run(bell(), shot=3)
+
+
+def test_tokens_required(svc):
+    assert svc.http("GET", "/api/v1/status", user=None).status_code == 401
+    bad = svc.http("GET", "/api/v1/jobs", user=None, headers={"Authorization": "Bearer wrong-token-123456789"})
+    assert bad.status_code == 401 and "Bearer" in bad.json()["error"]
+    assert svc.http("POST", "/api/v1/jobs", user=None, json={}).status_code == 401
+    metrics = svc.http("GET", "/metrics", user=None)
+    assert metrics.status_code == 200 and "qmio_calibration_age_seconds" in metrics.text
+    assert "qmio_qubit_t1_seconds" in metrics.text
+    missing = svc.http("GET", "/api/v1/nothing-here")
+    assert missing.status_code == 404 and "no such endpoint" in missing.json()["error"]
+
+
+def test_users_see_and_cancel_only_their_own_jobs(svc, paused):
+    alice, bob, root = svc.client("alice"), svc.client("bob"), svc.client("root")
+    job = alice.submit(bell(), shots=10)
+    jid = job["id"]
+    for method, path in [("GET", f"/api/v1/jobs/{jid}"), ("DELETE", f"/api/v1/jobs/{jid}"),
+                         ("GET", f"/api/v1/jobs/{jid}/result")]:
+        resp = svc.http(method, path, user="bob")
+        assert resp.status_code == 403, (method, path)
+        assert "belongs to another user" in resp.json()["error"]
+    assert jid not in {j["id"] for j in bob.jobs()}
+    assert jid in {j["id"] for j in alice.jobs()}
+    assert jid in {j["id"] for j in root.jobs()}  # admins see all
+    unknown = svc.http("GET", "/api/v1/jobs/doesnotexist")
+    assert unknown.status_code == 404 and "no job with id 'doesnotexist'" in unknown.json()["error"]
+    assert svc.http("DELETE", "/api/v1/jobs/doesnotexist").status_code == 404
+    assert svc.http("GET", "/api/v1/jobs/doesnotexist/result").status_code == 404
+    assert alice.job(jid)["state"] == "queued"  # bob's attempt changed nothing
+    assert root.cancel(jid)["state"] == "cancelled"
+
+
+def test_queue_positions_eta_and_cancel(svc, paused):
+    alice = svc.client("alice")
+    jobs = [alice.submit(bell(), shots=100, name=f"j{i}") for i in range(4)]
+    views = [alice.job(j["id"]) for j in jobs]
+    assert [v["queue_position"] for v in views] == [1, 2, 3, 4]
+    etas = [v["eta_s"] for v in views]
+    assert etas == sorted(etas) and etas[-1] > etas[0]
+    assert alice.status()["state"] == "maintenance" and alice.status()["queue_depth"] == 4
+    cancelled = alice.cancel(jobs[1]["id"])
+    assert cancelled["state"] == "cancelled"
+    assert alice.job(jobs[2]["id"])["queue_position"] == 2
+    with pytest.raises(QPUServiceError, match="already ended") as again:
+        alice.cancel(jobs[1]["id"])
+    assert again.value.status == 409
+    with pytest.raises(QPUServiceError, match="cancelled and has no result") as res:
+        alice.result(jobs[1]["id"])
+    assert res.value.status == 409
+    with pytest.raises(QPUServiceError, match=r"is queued \(queue position 1\).*not ready"):
+        alice.result(jobs[0]["id"])
+    svc.client("root").set_maintenance(False)
+    for j in (jobs[0], jobs[2], jobs[3]):
+        assert alice.wait(j["id"], timeout=60)["state"] == "done"
+    assert alice.job(jobs[1]["id"])["state"] == "cancelled"
+
+
+def test_fair_share_and_priority(svc, paused):
+    alice, bob = svc.client("alice"), svc.client("bob")
+    flood = [alice.submit(bell(), shots=20, name=f"flood{i}") for i in range(60)]
+    single = bob.submit(bell(), shots=20, name="bob-single")
+    assert bob.job(single["id"])["queue_position"] <= 2
+    urgent = alice.submit(bell(), shots=20, name="urgent", priority=5)
+    assert alice.job(urgent["id"])["queue_position"] == 1
+    svc.client("root").set_maintenance(False)
+    bob_done = bob.wait(single["id"], timeout=120)
+    for j in flood:
+        alice.wait(j["id"], timeout=120)
+    starts = {j["id"]: alice.job(j["id"])["started_at"] for j in flood}
+    ahead = sum(1 for s in starts.values() if s < bob_done["started_at"])
+    assert ahead <= 2, f"bob's single job waited behind {ahead} of alice's flood"
+    assert alice.job(urgent["id"])["started_at"] < min(starts.values())
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"circuits": [{"data": QASM2_GHZ}], "shots": 0}, 422, "shots must be an integer from 1 to 100000"),
+        ({"circuits": [{"data": QASM2_GHZ}], "shots": 100001}, 422, "shots must be an integer from 1 to 100000"),
+        ({"circuits": [{"data": QASM2_GHZ}] * 1001, "shots": 10}, 422, "1001 circuits in one job; the QPU accepts at most 1000"),
+        ({"circuits": [{"data": QASM2_GHZ.replace("h q[0];", "hadamard q[0];")}]}, 422,
+         "circuit 0: qasm2 parse error: line 5, column 0: 'hadamard' is not defined"),
+        ({"circuits": [{"data": "OPENQASM 3.0;\nqubit[2] q;\nh q[0]\nbit[2] c;"}]}, 422,
+         "circuit 0: qasm3 parse error: line 4, column 0"),
+        ({"circuits": [{"format": "qpy", "data": "not base64!"}]}, 422, "not valid base64 QPY"),
+        ({"circuits": [{"format": "qpy", "data": base64.b64encode(b"QISKITjunk").decode()}]}, 422, "circuit 0: qpy parse error"),
+        ({"circuits": [{"data": "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[33];\ncreg c[33];\nmeasure q -> c;"}]},
+         422, "uses 33 qubits; the QMIO QPU has 32"),
+        ({"circuits": [{"data": "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\nh q[0];"}]}, 422, "has no measurement"),
+        ({"circuits": [{"data": QASM2_GHZ}], "priority": 99}, 422, "priority must be from 0 to 10"),
+        ({"circuits": [{"data": QASM2_GHZ}], "optimization_level": 7}, 422, "optimization_level must be 0, 1, 2 or 3"),
+        ({"circuits": [{"data": QASM2_GHZ}], "colour": "red"}, 400, "unknown field(s) ['colour']"),
+        ({"circuits": []}, 400, "circuits must be a non-empty list"),
+        ({"circuits": ["OPENQASM 2.0;"]}, 422, "circuit 0: expected an object"),
+    ],
+)
+def test_limits_and_malformed_input(svc, body, status, message):
+    before = svc.client("alice").status()["jobs"]
+    resp = svc.http("POST", "/api/v1/jobs", json=body)
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert message in resp.json()["error"]
+    after = svc.client("alice").status()["jobs"]
+    assert sum(after.values()) == sum(before.values())  # nothing was queued
+
+
+def test_bad_json_and_oversized_payload(svc):
+    resp = svc.http("POST", "/api/v1/jobs", data=b"{not json")
+    assert resp.status_code == 400 and "not valid JSON" in resp.json()["error"]
+    big = {"circuits": [{"data": QASM2_GHZ + "// " + "x" * (17 * 1024 * 1024)}], "shots": 10}
+    resp = svc.http("POST", "/api/v1/jobs", data=json.dumps(big))
+    assert resp.status_code == 413 and "16 MB" in resp.json()["error"]
+
+
+def test_transpile_cache_reuses_repeated_circuits(svc):
+    alice = svc.client("alice")
+    qc = QuantumCircuit(3, name="cache-probe")
+    qc.h(0)
+    qc.cx(0, 2)
+    qc.rx(0.123456, 1)
+    qc.measure_all()
+    before = alice.status()["transpiler"]["transpiles"]
+    jobs = [alice.submit(qasm2.dumps(qc), shots=10) for _ in range(3)]
+    for j in jobs:
+        assert alice.wait(j["id"], timeout=60)["state"] == "done"
+    assert alice.status()["transpiler"]["transpiles"] == before + 1
+
+
+def test_calibration_endpoints_and_admin_recalibration(svc):
+    alice, root = svc.client("alice"), svc.client("root")
+    current = alice.calibration()
+    assert current.num_qubits == 32 and current.id == alice.status()["calibration"]["id"]
+    assert alice.get_calibration(current.id).taken_at == current.taken_at
+    with pytest.raises(QPUServiceError, match="unknown calibration id") as unknown:
+        alice.get_calibration("cal-nope")
+    assert unknown.value.status == 404
+    with pytest.raises(QPUServiceError, match="not an admin") as denied:
+        alice.recalibrate()
+    assert denied.value.status == 403
+    with pytest.raises(QPUServiceError, match="not an admin"):
+        alice.set_maintenance(True)
+    new = root.recalibrate()
+    assert new.id != current.id
+    assert alice.status()["calibration"]["id"] == new.id
+    history = alice.calibrations()
+    assert [h["id"] for h in history][-1] == new.id
+    assert {"t1_median_us", "ecr_error_median"} <= set(history[-1]["summary"])
