@@ -165,7 +165,7 @@ def test_slurm_settings_come_from_jobqueue_config_first():
                           "jobqueue.slurm.queue": None, "jobqueue.slurm.walltime": "00:20:00",
                           "jobqueue.slurm.worker-extra-args": []}):
         kwargs = clusters.slurm_cluster_kwargs()
-    assert "cores" not in kwargs and "memory" not in kwargs  # jobqueue's own values win
+    assert kwargs["cores"] == 4 and kwargs["memory"] == "8GiB"  # jobqueue's own values win
     assert kwargs["queue"] == "emulator"  # qmio's fallback fills the gap
     assert kwargs["worker_extra_args"] == ["--lifetime", "1080s", "--lifetime-stagger", "60s"]
     with dask.config.set({"jobqueue.slurm.worker-extra-args": ["--lifetime", "5m"]}):

@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import dask.config
+import dask_jobqueue  # noqa: F401  (registers the jobqueue.* config defaults)
 from dask.utils import parse_bytes
 from distributed import Client, LocalCluster
 from distributed.deploy import Cluster
@@ -23,6 +24,8 @@ from qmio_lab import config
 from qmio_lab.errors import EmulatorClusterError
 
 _KINDS = ("local", "slurm")
+#: Superseded dask-jobqueue settings: passing them, even empty, makes it warn.
+_DEPRECATED = frozenset({"extra", "env-extra", "job-extra", "header-skip"})
 _EXAMPLE = (
     "set it in ~/.config/dask/qmio.yaml (qmio: {emulator: {cluster: slurm}}) or with "
     "DASK_QMIO__EMULATOR__CLUSTER=local|slurm|tcp://host:8786"
@@ -81,18 +84,20 @@ def local_cluster_kwargs() -> dict[str, Any]:
 
 
 def slurm_cluster_kwargs() -> dict[str, Any]:
-    """SLURMCluster arguments: ``jobqueue.slurm`` wins; qmio's fallbacks fill what it leaves unset."""
+    """SLURMCluster arguments: ``jobqueue.slurm`` wins; qmio's fallbacks fill what it leaves unset.
+
+    Every setting is resolved now and passed explicitly: dask-jobqueue would otherwise read its
+    config again for each new job, so a later config change would alter a running cluster.
+    """
     cfg = config.get("emulator.slurm")
-    jq = dask.config.get("jobqueue.slurm", default={}) or {}
-    kwargs: dict[str, Any] = {}
+    jq = dict(dask.config.get("jobqueue.slurm", default={}) or {})
+    kwargs = {k.replace("-", "_"): v for k, v in jq.items() if v is not None and k not in _DEPRECATED}
     for key in ("cores", "memory", "queue"):
-        if jq.get(key) is None:
-            kwargs[key] = cfg[key]
-    if jq.get("log-directory") is None:
-        kwargs["log_directory"] = str(cfg.get("log_directory") or config.lab_home() / "slurm-logs")
-    walltime = jq.get("walltime") or "01:00:00"
-    extra = list(jq.get("worker-extra-args") or [])
+        kwargs.setdefault(key, cfg[key])
+    kwargs.setdefault("log_directory", str(cfg.get("log_directory") or config.lab_home() / "slurm-logs"))
+    extra = list(kwargs.get("worker_extra_args") or [])
     if "--lifetime" not in extra:
+        walltime = kwargs.get("walltime") or "01:00:00"
         extra += lifetime_args(walltime, float(cfg["lifetime_margin"]), float(cfg["lifetime_stagger"]))
     kwargs["worker_extra_args"] = extra
     return kwargs
@@ -110,10 +115,8 @@ def make_cluster(setting: str | None = None) -> tuple[Cluster | None, str]:
         cluster: Cluster = LocalCluster(**local_cluster_kwargs())
         adapt = config.get("emulator.local.adapt", None)
     else:
-        try:
-            from dask_jobqueue import SLURMCluster
-        except ImportError as exc:  # pragma: no cover - a declared dependency
-            raise EmulatorClusterError("cluster 'slurm' needs dask-jobqueue: pip install dask-jobqueue") from exc
+        from dask_jobqueue import SLURMCluster
+
         kwargs = slurm_cluster_kwargs()
         os.makedirs(kwargs.get("log_directory", "."), exist_ok=True)
         try:

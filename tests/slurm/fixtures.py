@@ -1,0 +1,80 @@
+"""Start (or reuse) the real single-node SLURM of ``tests/slurm/slurm.sh`` for a test session.
+
+In CI (``CI=true``) a SLURM that cannot start fails the tests that need it; elsewhere they are
+skipped with the reason, so a developer without root can still run the rest of the suite.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).with_name("slurm.sh")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def sh(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def has_emulator_partition(env: dict[str, str] | None = None) -> bool:
+    try:
+        out = sh("sinfo", "-h", "-p", "emulator", "-o", "%P|%t", env=env, timeout=20)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "emulator" in out.stdout
+
+
+def diagnostics(env: dict[str, str] | None = None) -> str:
+    """sinfo and squeue as SLURM sees them, for the message of a failing test."""
+    parts = []
+    for cmd in (("sinfo", "-N", "-l"), ("squeue", "-o", "%i|%P|%j|%T|%R")):
+        try:
+            out = sh(*cmd, env=env, timeout=20)
+            parts.append(f"$ {' '.join(cmd)}\n{out.stdout}{out.stderr}")
+        except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+            parts.append(f"$ {' '.join(cmd)}: {exc}")
+    return "\n".join(parts)
+
+
+def _unavailable(reason: str) -> None:
+    if in_ci():
+        pytest.fail(f"SLURM is required in CI and could not start: {reason}", pytrace=False)
+    pytest.skip(f"no SLURM: {reason}")
+
+
+def slurm_session(directory: str | None = None) -> Iterator[str]:
+    """Yield a ``SLURM_CONF`` path with a running emulator partition; stop what we started."""
+    if os.environ.get("SLURM_CONF") and has_emulator_partition():
+        yield os.environ["SLURM_CONF"]
+        return
+    directory = directory or os.environ.get("QMIO_SLURM_DIR") or str(Path(tempfile.gettempdir()) / "qmio-slurm")
+    conf = str(Path(directory) / "slurm.conf")
+    env = {**os.environ, "SLURM_CONF": conf}
+    started = False
+    if not has_emulator_partition(env):
+        if os.geteuid() != 0:
+            _unavailable("starting slurmctld and slurmd needs root; or export SLURM_CONF of a running SLURM")
+        for step in (("install",), ("start", directory)):
+            out = sh("bash", str(SCRIPT), *step)
+            if out.returncode != 0:
+                _unavailable(f"`slurm.sh {' '.join(step)}` exited {out.returncode}:\n{out.stdout}{out.stderr}")
+        started = True
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    try:
+        yield conf
+    finally:
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+        if started:
+            sh("bash", str(SCRIPT), "stop", directory)

@@ -1,0 +1,144 @@
+"""The emulator on a real SLURM: dask-jobqueue workers as SLURM jobs in the ``emulator`` partition.
+
+SLURM comes from ``tests/slurm/slurm.sh`` (started here when ``sinfo`` does not answer). In CI
+these tests fail, never skip, when SLURM cannot start.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import dask.config
+import pytest
+from distributed import Client
+from qiskit import QuantumCircuit
+
+from qmio_lab.device import QmioDevice
+from qmio_lab.emulator import EmulatorBackend, make_cluster
+from slurm.fixtures import diagnostics, slurm_session
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def slurm_conf(tmp_path_factory) -> str:
+    yield from slurm_session()
+
+
+@pytest.fixture(scope="module")
+def slurm_emulator(slurm_conf, tmp_path_factory):
+    """Two SLURM worker jobs, made from configuration alone, as a user would."""
+    work = tmp_path_factory.mktemp("jobqueue")
+    settings = {
+        "qmio.emulator.cluster": "slurm",
+        "qmio.emulator.slurm.adapt": {"minimum": 2, "maximum": 2},
+        "jobqueue.slurm.cores": 1,
+        "jobqueue.slurm.memory": "2GiB",
+        "jobqueue.slurm.walltime": "00:30:00",
+        "jobqueue.slurm.python": sys.executable,
+        "jobqueue.slurm.local-directory": str(work / "workers"),
+        "jobqueue.slurm.log-directory": str(work / "logs"),
+        "jobqueue.slurm.scheduler-options": {"host": "127.0.0.1"},
+    }
+    with dask.config.set(settings):
+        cluster, address = make_cluster()
+    client = Client(address)
+    try:
+        client.wait_for_workers(2, timeout=60)
+    except TimeoutError:
+        cluster.close()
+        pytest.fail(f"two SLURM workers did not connect in 60 s\n{diagnostics()}", pytrace=False)
+    client.run(lambda: __import__("qmio_lab.emulator.tasks"))  # pay the qiskit import once, here
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def backend(slurm_emulator) -> EmulatorBackend:
+    cluster, client = slurm_emulator
+    return EmulatorBackend(client=client, cluster=cluster)
+
+
+def basis_state(i: int, n: int, depth: int = 0) -> QuantumCircuit:
+    """|i> after ``depth`` layers that cancel out: real work, exactly known counts."""
+    qc = QuantumCircuit(n, name=f"basis{i}")
+    for _ in range(depth):
+        qc.h(range(n))
+        qc.cz(0, n - 1)
+        qc.cz(0, n - 1)
+        qc.h(range(n))
+    for k in range(n):
+        if i >> k & 1:
+            qc.x(k)
+    qc.measure_all()
+    return qc
+
+
+def ghz(n: int) -> QuantumCircuit:
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    for i in range(n - 1):
+        qc.cx(i, i + 1)
+    qc.measure_all()
+    return qc
+
+
+def test_the_script_is_idempotent(slurm_conf):
+    from slurm.fixtures import SCRIPT
+    directory = str(slurm_conf).rsplit("/", 1)[0]
+    again = subprocess.run(["bash", str(SCRIPT), "start", directory], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert f"export SLURM_CONF={slurm_conf}" in again.stdout
+    status = subprocess.run(["bash", str(SCRIPT), "status", directory], capture_output=True, text=True)
+    assert status.returncode == 0 and "emulator" in status.stdout and "qpu" in status.stdout
+
+
+def test_workers_are_slurm_jobs_in_the_emulator_partition(slurm_emulator):
+    cluster, client = slurm_emulator
+    job_ids = set(client.run(lambda: __import__("os").environ.get("SLURM_JOB_ID")).values())
+    assert len(job_ids) == 2 and None not in job_ids
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%P|%T", "-j", ",".join(job_ids)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line.split("|") for line in out.split()]
+    assert sorted(r[0] for r in rows) == sorted(job_ids), diagnostics()
+    assert {r[1] for r in rows} == {"emulator"} and {r[2] for r in rows} == {"RUNNING"}
+
+
+def test_a_200_circuit_sweep_runs_on_both_slurm_workers_in_order(backend):
+    result = backend.run([basis_state(i, 8) for i in range(200)], shots=20).result(timeout=120)
+    assert [result.get_counts(i) for i in range(200)] == [{format(i, "08b"): 20} for i in range(200)]
+    assert len({m.metadata["slurm_job_id"] for m in result.results}) == 2
+    assert result.batches == 8
+
+
+def test_scancel_of_a_worker_mid_sweep_loses_no_result(backend, slurm_emulator):
+    cluster, client = slurm_emulator
+    victim = next(iter(client.run(lambda: __import__("os").environ["SLURM_JOB_ID"]).values()))
+    first_batch_done = threading.Event()
+    job = backend.run([basis_state(i, 16, depth=30) for i in range(200)], shots=10,
+                      callback=lambda done, total: first_batch_done.set())
+    assert first_batch_done.wait(60), f"no batch finished within 60 s\n{diagnostics()}"
+    done_before = job.progress()[0]
+    assert done_before < 200, "the sweep ended before the worker could be cancelled"
+    subprocess.run(["scancel", victim], check=True)
+    result = job.result(timeout=180)
+    expected = [{format(i, "016b"): 10} for i in range(200)]
+    assert [result.get_counts(i) for i in range(200)] == expected, diagnostics()
+    by_victim = sum(m.metadata["slurm_job_id"] == victim for m in result.results)
+    assert by_victim <= done_before + 25  # at most the batch it was running when cancelled
+    states = subprocess.run(["squeue", "-h", "-o", "%i|%T"], capture_output=True, text=True).stdout
+    assert f"{victim}|RUNNING" not in states.split()
+
+
+def test_replayed_noise_spoils_ghz_while_noiseless_is_perfect(backend, device: QmioDevice):
+    clean = backend.run(ghz(3), shots=3000).result().get_counts()
+    assert set(clean) == {"000", "111"}
+    old = device.calibration_at(device.calibration.taken_at + timedelta(days=7))
+    noisy = backend.run(ghz(3), shots=3000, noise=old, seed_simulator=1).result()
+    counts = noisy.get_counts()
+    fidelity = (counts.get("000", 0) + counts.get("111", 0)) / 3000
+    assert fidelity < 0.99 and noisy.calibration_id == old.id
+    assert noisy.results[0].metadata["slurm_job_id"] is not None
