@@ -11,3 +11,31 @@ def get_backend(name: str = "qpu", **kwargs: Any):
     from qmio_lab.backends import get_backend as _get_backend
 
     return _get_backend(name, **kwargs)
+
+
+_LAZY = {
+    "SamplerV2": "qmio_lab.primitives", "EstimatorV2": "qmio_lab.primitives",
+    "session": "qmio_lab.session", "Session": "qmio_lab.session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Heavy parts load on first use, so ``import qmio_lab`` stays fast in every kernel."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'qmio_lab' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext qmio_lab``: the ``%%qmio``/``%qmio`` magics and rich HTML for results."""
+    from qmio_lab.magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    from qmio_lab.magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

@@ -106,6 +106,43 @@ def circuit_to_item(circuit: QuantumCircuit | str, fmt: str = "qpy") -> dict[str
     return {"format": "qpy", "data": base64.b64encode(buf.getvalue()).decode("ascii"), "name": circuit.name}
 
 
+def expanded_count(item: Any) -> int:
+    """How many circuits an item stands for: one per row of ``parameter_values``, else one."""
+    values = item.get("parameter_values") if isinstance(item, dict) else None
+    return len(values) if isinstance(values, list) else 1
+
+
+def check_parameter_values(item: dict[str, Any], template: QuantumCircuit, index: int) -> None:
+    """Every row must give one number per parameter of the template, in ``template.parameters`` order."""
+    names = [p.name for p in template.parameters]
+    values = item.get("parameter_values")
+    if values is None:
+        if names:
+            raise PayloadError(
+                f"circuit {index} has {len(names)} unbound parameter(s) ({', '.join(names[:5])}); "
+                "bind them or send \"parameter_values\": [[...], ...]"
+            )
+        return
+    if not isinstance(values, list) or not values:
+        raise PayloadError(f"circuit {index}: parameter_values must be a non-empty list of rows")
+    for row_no, row in enumerate(values):
+        if (not isinstance(row, list) or len(row) != len(names)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)):
+            raise PayloadError(
+                f"circuit {index}: parameter_values row {row_no} must be {len(names)} number(s) "
+                f"for ({', '.join(names[:5])}), got {str(row)[:80]}"
+            )
+
+
+def bind_rows(item: dict[str, Any], template: QuantumCircuit) -> list[QuantumCircuit]:
+    """The circuits an item runs: the template bound to each parameter row (or as it is)."""
+    values = item.get("parameter_values")
+    if values is None:
+        return [template]
+    params = list(template.parameters)
+    return [template.assign_parameters(dict(zip(params, row)), inplace=False) for row in values]
+
+
 def content_key(item: dict[str, Any]) -> str:
     """Stable digest of a submitted circuit, the transpiler cache key."""
     h = hashlib.sha256()

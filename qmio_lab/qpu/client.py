@@ -66,16 +66,8 @@ class QPUClient:
         """Queue circuits (QuantumCircuit objects or OpenQASM 2/3 text); returns the job record."""
         if isinstance(circuits, (QuantumCircuit, str)):
             circuits = [circuits]
-        body: dict[str, Any] = {
-            "circuits": [circuit_to_item(c, circuit_format) for c in circuits],
-            "shots": shots, "priority": priority, "optimization_level": optimization_level,
-        }
-        if name:
-            body["name"] = name
-        slurm_job = os.environ.get("SLURM_JOB_ID")
-        if slurm_job:
-            body["slurm_job_id"] = slurm_job
-        return self._request("POST", "/api/v1/jobs", json=body)
+        items = [circuit_to_item(c, circuit_format) for c in circuits]
+        return self.submit_items(items, shots, name=name, priority=priority, optimization_level=optimization_level)
 
     def job(self, job_id: str, wait: float | None = None) -> dict[str, Any]:
         params = {"wait": wait} if wait else None
@@ -101,6 +93,34 @@ class QPUClient:
             job = self.job(job_id, wait=min(poll, remaining) if remaining else poll)
             if job["state"] in TERMINAL:
                 return job
+
+    def submit_items(
+        self, items: list[dict[str, Any]], shots: int, *, name: str | None = None, priority: int = 0,
+        optimization_level: int = 1,
+    ) -> dict[str, Any]:
+        """Low-level submit of wire items, e.g. one template with ``parameter_values`` rows."""
+        body: dict[str, Any] = {"circuits": items, "shots": shots, "priority": priority,
+                                "optimization_level": optimization_level}
+        if name:
+            body["name"] = name
+        slurm_job = os.environ.get("SLURM_JOB_ID")
+        if slurm_job:
+            body["slurm_job_id"] = slurm_job
+        return self._request("POST", "/api/v1/jobs", json=body)
+
+    # ---- sessions -----------------------------------------------------------------------
+    def open_session(self, max_time_s: float) -> dict[str, Any]:
+        return self._request("POST", "/api/v1/sessions", json={"max_time_s": max_time_s})
+
+    def close_session(self, session_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/api/v1/sessions/{session_id}")
+
+    def close_sessions(self) -> int:
+        """Close every session of this user (e.g. one left open by an interrupted cell)."""
+        return self._request("DELETE", "/api/v1/sessions")["closed"]
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/v1/sessions")["sessions"]
 
     # ---- device -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from qmio_lab import config
 from qmio_lab.device import Calibration, QmioDevice, QmioSimulator
 from qmio_lab.device.schedule import CalibrationSchedule
 from qmio_lab.errors import QmioError
+from qmio_lab.qpu.circuits import bind_rows
 from qmio_lab.qpu.clock import SimClock
 from qmio_lab.qpu.compiler import Compiler
 from qmio_lab.qpu.store import Store
@@ -125,6 +126,9 @@ class Executor(threading.Thread):
 
     def _run_next(self) -> bool:
         order = self.store.queue_order()
+        reservation = self.store.active_session()
+        if reservation is not None:  # only the holder's jobs run until it ends or expires
+            order = [job for job in order if job["user"] == reservation["user"]]
         for candidate in order:
             if self.store.claim(candidate["id"]):
                 self._run(candidate["id"])
@@ -140,7 +144,9 @@ class Executor(threading.Thread):
         try:
             items = self.store.job_circuits(job_id)
             circuits = [
-                self.compiler.compile(item, i, cal, job["optimization_level"]) for i, item in enumerate(items)
+                bound
+                for i, item in enumerate(items)
+                for bound in bind_rows(item, self.compiler.compile(item, i, cal, job["optimization_level"]))
             ]
             result = self.simulator.execute(circuits, job["shots"], cal, job_id=job_id)
             self.store.finish(job_id, result=result_body(result, cal), calibration_id=cal.id)

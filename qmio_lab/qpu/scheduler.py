@@ -36,7 +36,9 @@ class QueueView:
         return statistics.median(recent) if recent else _DEFAULT_SECONDS_PER_CIRCUIT
 
     def places(self, running: dict[str, Any] | None, calibrating_until=None) -> dict[str, Place]:
-        key = (self.store.version, running and running["id"], calibrating_until, int(time.time()))
+        reservation = self.store.active_session()
+        key = (self.store.version, running and running["id"], calibrating_until, int(time.time()),
+               reservation and reservation["id"])
         if key == self._cache_key:
             return self._places
         per_circuit = self.seconds_per_circuit()
@@ -50,8 +52,16 @@ class QueueView:
         window = self.schedule.next_window(now) if self.schedule.weekdays else None
         window_in = self.clock.real_seconds(window[0] - now) if window else None
         window_len = self.clock.real_seconds(window[1] - window[0]) if window else 0.0
+        order = self.store.queue_order()
+        holder_until = None
+        if reservation is not None:  # the holder's jobs go first; the others wait for the end
+            order.sort(key=lambda job: job["user"] != reservation["user"])
+            holder_until = reservation["expires_at"] - now_real
         places = {}
-        for i, job in enumerate(self.store.queue_order(), start=1):
+        for i, job in enumerate(order, start=1):
+            if holder_until is not None and job["user"] != reservation["user"]:
+                wait = max(wait, holder_until)
+                holder_until = None
             if window_in is not None and wait >= window_in:
                 wait += window_len  # the QPU calibrates before this job can start
                 window_in = None

@@ -17,6 +17,7 @@ from qmio_lab import config
 from qmio_lab.device.simulator import check_shots
 from qmio_lab.errors import QmioError
 from qmio_lab.qpu.auth import User
+from qmio_lab.qpu.circuits import check_parameter_values, expanded_count
 from qmio_lab.qpu.service import QPUService
 from qmio_lab.qpu.store import TERMINAL_STATES
 
@@ -125,7 +126,8 @@ class JobsHandler(BaseHandler):
 
     def _compile_all(self, items: list[dict[str, Any]], cal: Any, level: int) -> None:
         for i, item in enumerate(items):
-            self.service.compiler.compile(item, i, cal, level)
+            template = self.service.compiler.compile(item, i, cal, level)
+            check_parameter_values(item, template, i)
 
     def _validate(self, body: dict[str, Any]) -> dict[str, Any]:
         assert self.user is not None
@@ -137,8 +139,9 @@ class JobsHandler(BaseHandler):
         if not isinstance(circuits, list) or not circuits:
             raise ApiError(400, 'circuits must be a non-empty list of {"format": "qasm2|qasm3|qpy", "data": ...}')
         max_circuits = int(config.get("device.max_circuits"))
-        if len(circuits) > max_circuits:
-            raise ApiError(422, f"{len(circuits)} circuits in one job; the QPU accepts at most {max_circuits}. "
+        total = sum(expanded_count(item) for item in circuits)
+        if total > max_circuits:
+            raise ApiError(422, f"{total} circuits in one job; the QPU accepts at most {max_circuits}. "
                                 "Split them into several jobs.")
         try:
             shots = check_shots(body.get("shots", 10000))
@@ -256,6 +259,54 @@ class CalibrationByIdHandler(BaseHandler):
         self.send({**cal.to_dict(), "summary": cal.summary()})
 
 
+class SessionsHandler(BaseHandler):
+    """Exclusive reservations: while one is open only its holder's jobs run (QMIO's tunnels)."""
+
+    def get(self) -> None:
+        assert self.user is not None
+        owner = None if self.user.is_admin else self.user.name
+        self.send({"sessions": [self.service.session_view(s) for s in self.service.store.sessions(owner)]})
+
+    def post(self) -> None:
+        assert self.user is not None
+        body = self.json_body()
+        limit = float(config.get("qpu.max_session_s"))
+        max_time = body.get("max_time_s", limit)
+        if isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not 0 < max_time <= limit:
+            raise ApiError(422, f"max_time_s must be a number of seconds from 1 to {limit:.0f}; got {max_time!r}")
+        session, opened = self.service.store.open_session(self.user.name, float(max_time))
+        if not opened:
+            until = self.service.session_view(session)["expires_at"]
+            if session["user"] == self.user.name:
+                message = (f"you already hold session {session['id']} until {until}; close it first "
+                           f"(DELETE /api/v1/sessions/{session['id']})")
+            else:
+                message = (f"the QPU is reserved by another user until {until}; your jobs still queue "
+                           "and run when the reservation ends")
+            raise ApiError(409, message, reserved_until=until)
+        self.service.executor.wake()
+        self.send(self.service.session_view(session), status=201)
+
+    def delete(self) -> None:
+        assert self.user is not None
+        closed = self.service.store.close_sessions(self.user.name)
+        self.service.executor.wake()
+        self.send({"closed": closed})
+
+
+class SessionHandler(BaseHandler):
+    def delete(self, sid: str) -> None:
+        assert self.user is not None
+        session = self.service.store.session(sid)
+        if session is None:
+            raise ApiError(404, f"no session with id {sid!r}")
+        if session["user"] != self.user.name and not self.user.is_admin:
+            raise ApiError(403, f"session {sid!r} belongs to another user")
+        self.service.store.close_sessions(session["user"], sid)
+        self.service.executor.wake()
+        self.send(self.service.session_view(self.service.store.session(sid)))  # type: ignore[arg-type]
+
+
 class MetricsHandler(BaseHandler):
     """Unauthenticated like any Prometheus target: it exposes device figures and counts only."""
 
@@ -286,6 +337,8 @@ def make_app(service: QPUService) -> tornado.web.Application:
             (r"/api/v1/calibration/?", CalibrationHandler),
             (r"/api/v1/calibrations/?", CalibrationsHandler),
             (r"/api/v1/calibrations/([A-Za-z0-9_\-:.+]+)/?", CalibrationByIdHandler),
+            (r"/api/v1/sessions/?", SessionsHandler),
+            (rf"/api/v1/sessions/{jid}/?", SessionHandler),
             (r"/metrics", MetricsHandler),
         ],
         default_handler_class=NotFoundHandler,

@@ -120,7 +120,17 @@ class QPUService:
     # ---- views --------------------------------------------------------------------------
     @property
     def state(self) -> str:
-        return self.executor.state
+        state = self.executor.state
+        if state == "online" and self.store.active_session() is not None:
+            return "reserved"
+        return state
+
+    def session_view(self, session: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": session["id"], "user": session["user"],
+            "created_at": _iso(session["created_at"]), "expires_at": _iso(session["expires_at"]),
+            "closed_at": _iso(session["closed_at"]),
+        }
 
     def job_view(self, job: dict[str, Any]) -> dict[str, Any]:
         place = None
@@ -146,8 +156,12 @@ class QPUService:
         cal = self.effective_calibration()
         counts = self.store.counts_by_state()
         nxt = self.schedule.next_window(now) if self.schedule.weekdays else None
+        reservation = self.store.active_session()
         return {
             "state": self.state,
+            "reservation": (
+                {"user": reservation["user"], "until": _iso(reservation["expires_at"])} if reservation else None
+            ),
             "queue_depth": counts["queued"],
             "running": counts["running"],
             "jobs": counts,

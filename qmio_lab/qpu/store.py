@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qmio_lab.device.calibration import Calibration
+from qmio_lab.qpu.circuits import expanded_count
 
 TERMINAL_STATES = ("done", "failed", "cancelled")
 STATES = ("queued", "running", *TERMINAL_STATES)
@@ -46,6 +47,13 @@ CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, seq);
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS calibrations (id TEXT PRIMARY KEY, taken_at TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS fair_share (user TEXT PRIMARY KEY, last_started REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    closed_at REAL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -98,7 +106,7 @@ class Store:
                 "INSERT INTO jobs (id, user, name, state, priority, shots, num_circuits, "
                 "optimization_level, circuits, created_at, slurm_job_id) "
                 "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, user, name, priority, shots, len(circuits), optimization_level,
+                (job_id, user, name, priority, shots, sum(expanded_count(c) for c in circuits), optimization_level,
                  json.dumps(circuits), time.time(), slurm_job_id),
             )
         return self.job(job_id)  # type: ignore[return-value]
@@ -215,6 +223,57 @@ class Store:
                 "WHERE state = 'done' AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?", (limit,),
             ).fetchall()
         return [(r["d"], r["num_circuits"]) for r in rows]
+
+    # ---- sessions (exclusive reservations) ------------------------------------------------
+    def active_session(self) -> dict[str, Any] | None:
+        """The reservation holding the QPU now, if any (at most one at a time)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM sessions WHERE closed_at IS NULL AND expires_at > ? ORDER BY created_at LIMIT 1",
+                (time.time(),),
+            ).fetchone()
+        return dict(row) if row else None
+
+    def open_session(self, user: str, max_time_s: float) -> tuple[dict[str, Any], bool]:
+        """Reserve the QPU for ``user``; returns (session, True) or (the blocking session, False)."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM sessions WHERE closed_at IS NULL AND expires_at > ? LIMIT 1", (now,)
+            ).fetchone()
+            if row is not None:
+                return dict(row), False
+            sid = uuid.uuid4().hex
+            db.execute(
+                "INSERT INTO sessions (id, user, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (sid, user, now, now + max_time_s),
+            )
+        return self.session(sid), True  # type: ignore[return-value]
+
+    def session(self, sid: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
+        return dict(row) if row else None
+
+    def sessions(self, user: str | None = None, active_only: bool = True) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM sessions WHERE 1=1", []
+        if user is not None:
+            sql += " AND user = ?"
+            args.append(user)
+        if active_only:
+            sql += " AND closed_at IS NULL AND expires_at > ?"
+            args.append(time.time())
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql + " ORDER BY created_at DESC LIMIT 100", args)]
+
+    def close_sessions(self, user: str, sid: str | None = None) -> int:
+        sql = "UPDATE sessions SET closed_at = ? WHERE user = ? AND closed_at IS NULL"
+        args: list[Any] = [time.time(), user]
+        if sid is not None:
+            sql += " AND id = ?"
+            args.append(sid)
+        with self._tx() as db:
+            return db.execute(sql, args).rowcount
 
     # ---- calibrations -------------------------------------------------------------------
     def add_calibration(self, cal: Calibration) -> None:
