@@ -110,7 +110,10 @@ class QPUClient:
 
     # ---- sessions -----------------------------------------------------------------------
     def open_session(self, max_time_s: float) -> dict[str, Any]:
-        return self._request("POST", "/api/v1/sessions", json={"max_time_s": max_time_s})
+        body: dict[str, Any] = {"max_time_s": max_time_s}
+        if os.environ.get("SLURM_JOB_ID"):
+            body["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+        return self._request("POST", "/api/v1/sessions", json=body)
 
     def close_session(self, session_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/api/v1/sessions/{session_id}")

@@ -33,6 +33,7 @@ class ServeOptions:
     start_time: datetime | None = None
     seed: int | None = None
     discovery: Path | None = None
+    slurm_partition: str | None = None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -65,7 +66,8 @@ async def _serve(opts: ServeOptions) -> None:
     db = opts.db or (config.lab_home() / "qpu" / "queue.sqlite")
     scale = opts.time_scale if opts.time_scale is not None else float(config.get("qpu.time_scale"))
     clock = SimClock(scale=scale, start=opts.start_time) if (opts.start_time or scale != 1.0) else None
-    service = QPUService(db, auth, clock=clock, seed=opts.seed)
+    partition = opts.slurm_partition or config.get("qpu.slurm_partition")
+    service = QPUService(db, auth, clock=clock, seed=opts.seed, slurm_partition=partition)
     server = tornado.httpserver.HTTPServer(make_app(service), max_body_size=256 * 1024 * 1024, xheaders=True)
     port = opts.port or free_port(opts.host)
     server.listen(port, opts.host)

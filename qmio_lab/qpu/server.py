@@ -19,6 +19,7 @@ from qmio_lab.errors import QmioError
 from qmio_lab.qpu.auth import User
 from qmio_lab.qpu.circuits import check_parameter_values, expanded_count
 from qmio_lab.qpu.service import QPUService
+from qmio_lab.qpu.slurm_gate import SlurmCommandError, SlurmGateRefused
 from qmio_lab.qpu.store import TERMINAL_STATES
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,20 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(403, f"job {job_id!r} belongs to another user")
         return job
 
+    async def check_slurm(self, slurm_job_id: str | None) -> None:
+        """With a SLURM partition configured, only running jobs in it may use the QPU."""
+        gate = self.service.slurm_gate
+        if gate is None:
+            return
+        assert self.user is not None
+        try:
+            await asyncio.get_running_loop().run_in_executor(_compile_pool, gate.check, self.user.name, slurm_job_id)
+        except SlurmGateRefused as exc:
+            self.service.metrics.rejected.labels("403").inc()
+            raise ApiError(403, str(exc)) from exc
+        except SlurmCommandError as exc:
+            raise ApiError(503, f"cannot check SLURM right now: {exc}") from exc
+
     def require_admin(self) -> None:
         assert self.user is not None
         if not self.user.is_admin:
@@ -111,6 +126,7 @@ class JobsHandler(BaseHandler):
                                 "bytes (16 MB). Split the circuits over several jobs.")
         body = self.json_body()
         spec = self._validate(body)
+        await self.check_slurm(spec["slurm_job_id"])
         cal = svc.effective_calibration()
         loop = asyncio.get_running_loop()
         try:
@@ -267,9 +283,10 @@ class SessionsHandler(BaseHandler):
         owner = None if self.user.is_admin else self.user.name
         self.send({"sessions": [self.service.session_view(s) for s in self.service.store.sessions(owner)]})
 
-    def post(self) -> None:
+    async def post(self) -> None:
         assert self.user is not None
         body = self.json_body()
+        await self.check_slurm(body.get("slurm_job_id"))
         limit = float(config.get("qpu.max_session_s"))
         max_time = body.get("max_time_s", limit)
         if isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not 0 < max_time <= limit:

@@ -16,6 +16,7 @@ from qmio_lab.qpu.compiler import Compiler
 from qmio_lab.qpu.executor import Executor
 from qmio_lab.qpu.metrics import ServiceMetrics
 from qmio_lab.qpu.scheduler import QueueView
+from qmio_lab.qpu.slurm_gate import SlurmGate
 from qmio_lab.qpu.store import TERMINAL_STATES, Store
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,10 @@ class QPUService:
     def __init__(
         self, db_path: str | Path, auth: TokenAuth, *, clock: SimClock | None = None,
         seed: int | None = None, schedule: CalibrationSchedule | None = None,
+        slurm_partition: str | None = None,
     ) -> None:
         self.store = Store(db_path)
+        self.slurm_gate = SlurmGate(slurm_partition) if slurm_partition else None
         self.auth = auth
         self.clock = self._restore_clock(clock)
         self.schedule = schedule or CalibrationSchedule.from_config()
@@ -171,6 +174,7 @@ class QPUService:
             "device_time": now.isoformat(),
             "time_scale": self.clock.scale,
             "num_qubits": self.device.num_qubits,
+            "slurm_partition": self.slurm_gate.partition if self.slurm_gate else None,
             "seconds_per_circuit": self.queue.seconds_per_circuit(),
             "transpiler": {"transpiles": self.compiler.transpile_count, "cache_hits": self.compiler.hits},
         }
