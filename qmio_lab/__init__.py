@@ -39,16 +39,3 @@ def unload_ipython_extension(ipython) -> None:
     from qmio_lab.magics import unload_ipython_extension as _unload
 
     _unload(ipython)
-
-
-def load_ipython_extension(ipython) -> None:
-    """``%load_ext qmio_lab``: the ``%%qmio``/``%qmio`` magics and rich HTML for results."""
-    from qmio_lab.magics import load_ipython_extension as _load
-
-    _load(ipython)
-
-
-def unload_ipython_extension(ipython) -> None:
-    from qmio_lab.magics import unload_ipython_extension as _unload
-
-    _unload(ipython)
