@@ -21,6 +21,7 @@ from qiskit import QuantumCircuit, qpy, transpile
 from qiskit.providers import BackendV2
 
 from qmio_lab.qpu.circuits import circuit_to_item
+from qmio_lab.qpu.client import QPUServiceError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _TRANSPILE_SEED = 1234
@@ -149,12 +150,12 @@ class Session:
         counts: list[dict[str, int]] = []
         for batch in _batches(items, limit):
             job = self.client.submit_items(batch, shots, name=name)
-            done = self.client.wait(job["id"])
-            if done["state"] != "done":
+            try:
+                counts.extend(self.client.wait_result(job["id"])["counts"])
+            except QPUServiceError as exc:
                 from qmio_lab.qpu.backend import QPUJobError
 
-                raise QPUJobError(f"job {job['id']} {done['state']}: {done.get('error') or 'no reason given'}")
-            counts.extend(self.client.result(job["id"])["counts"])
+                raise QPUJobError(f"job {job['id']} did not complete: {exc}") from exc
         return counts
 
     # ---- lifetime -----------------------------------------------------------------------------

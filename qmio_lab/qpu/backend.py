@@ -16,7 +16,7 @@ from qiskit.transpiler import Target
 from qmio_lab import config
 from qmio_lab.device.target import build_target
 from qmio_lab.errors import QmioError
-from qmio_lab.qpu.client import QPUClient
+from qmio_lab.qpu.client import QPUClient, QPUServiceError
 
 _STATES = {
     "queued": JobStatus.QUEUED, "running": JobStatus.RUNNING, "done": JobStatus.DONE,
@@ -49,8 +49,6 @@ class QPUJob(JobV1):
         return self.refresh().get("queue_position")
 
     def cancel(self) -> bool:
-        from qmio_lab.qpu.client import QPUServiceError
-
         try:
             self.record = self._client.cancel(self.job_id())
         except QPUServiceError as exc:
@@ -61,11 +59,15 @@ class QPUJob(JobV1):
 
     def result(self, timeout: float | None = None) -> Result:
         if self._result is None:
-            self.record = self._client.wait(self.job_id(), timeout=timeout)
-            if self.record["state"] != "done":
-                reason = self.record.get("error") or "no reason given"
-                raise QPUJobError(f"job {self.job_id()} {self.record['state']}: {reason}")
-            self._result = Result.from_dict(self._client.result(self.job_id()))
+            try:
+                body = self._client.wait_result(self.job_id(), timeout=timeout)
+            except QPUServiceError as exc:
+                if exc.status == 409:
+                    self.refresh()
+                    raise QPUJobError(f"job {self.job_id()} {self.record['state']}: "
+                                      f"{self.record.get('error') or 'it has no result'}") from exc
+                raise
+            self._result = Result.from_dict(body)
         return self._result
 
 

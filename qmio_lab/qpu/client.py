@@ -80,8 +80,28 @@ class QPUClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/api/v1/jobs/{job_id}")
 
-    def result(self, job_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/api/v1/jobs/{job_id}/result")
+    def result(self, job_id: str, wait: float | None = None) -> dict[str, Any]:
+        """The result; with ``wait`` the service holds the request until the job ends (≤ 60 s)."""
+        params = {"wait": wait} if wait else None
+        return self._request("GET", f"/api/v1/jobs/{job_id}/result", params=params,
+                             timeout=self.timeout + (wait or 0))
+
+    def wait_result(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the job ends and return its result in one round trip when it is quick.
+
+        Raises QPUServiceError (409) when the job failed or was cancelled.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"job {job_id} still not finished after {timeout} s")
+            try:
+                return self.result(job_id, wait=min(30.0, remaining) if remaining else 30.0)
+            except QPUServiceError as exc:
+                if exc.status == 409 and exc.payload.get("state") in ("queued", "running"):
+                    continue
+                raise
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 20.0) -> dict[str, Any]:
         """Block until the job ends; the service pushes the change (long poll), no busy loop."""

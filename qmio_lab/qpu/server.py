@@ -98,6 +98,29 @@ class BaseHandler(tornado.web.RequestHandler):
         except SlurmCommandError as exc:
             raise ApiError(503, f"cannot check SLURM right now: {exc}") from exc
 
+    async def long_poll(self, job: dict[str, Any], until_terminal: bool) -> dict[str, Any]:
+        """With ``?wait=S``: hold the request until the job changes state (or ends), at most S s.
+
+        The executor pushes every change, so a waiting client hears of it at once and no
+        client needs to poll in a loop.
+        """
+        wait = self.get_argument("wait", None)
+        if wait is None or job["state"] in TERMINAL_STATES:
+            return job
+        try:
+            timeout = min(max(float(wait), 0.0), MAX_WAIT_S)
+        except ValueError as exc:
+            raise ApiError(400, "wait must be a number of seconds") from exc
+        seen = job["state"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while job["state"] not in TERMINAL_STATES and loop.time() < deadline:
+            if not until_terminal and job["state"] != seen:
+                break
+            await self.service.events.wait(job["id"], deadline - loop.time())
+            job = self.service.store.job(job["id"]) or job
+        return job
+
     def require_admin(self) -> None:
         assert self.user is not None
         if not self.user.is_admin:
@@ -184,19 +207,7 @@ class JobsHandler(BaseHandler):
 
 class JobHandler(BaseHandler):
     async def get(self, job_id: str) -> None:
-        job = self.owned_job(job_id)
-        wait = self.get_argument("wait", None)
-        if wait is not None and job["state"] not in TERMINAL_STATES:
-            try:
-                timeout = min(max(float(wait), 0.0), MAX_WAIT_S)
-            except ValueError as exc:
-                raise ApiError(400, "wait must be a number of seconds") from exc
-            seen = job["state"]
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while job["state"] == seen and job["state"] not in TERMINAL_STATES and loop.time() < deadline:
-                await self.service.events.wait(job_id, deadline - loop.time())
-                job = self.service.store.job(job_id) or job
+        job = await self.long_poll(self.owned_job(job_id), until_terminal=False)
         self.send(self.service.job_view(job))
 
     def delete(self, job_id: str) -> None:
@@ -214,8 +225,8 @@ class JobHandler(BaseHandler):
 
 
 class ResultHandler(BaseHandler):
-    def get(self, job_id: str) -> None:
-        job = self.owned_job(job_id)
+    async def get(self, job_id: str) -> None:
+        job = await self.long_poll(self.owned_job(job_id), until_terminal=True)
         if job["state"] == "done":
             result = self.service.store.result(job_id)
             if result is not None:
