@@ -36,7 +36,7 @@ def _cmd_qpu_serve(args: argparse.Namespace) -> int:
         users_file=Path(args.users) if args.users else None, time_scale=args.time_scale,
         start_time=datetime.fromisoformat(args.start_time) if args.start_time else None,
         seed=args.seed, discovery=Path(args.discovery) if args.discovery else None,
-        slurm_partition=args.slurm_partition,
+        slurm_partition=args.slurm_partition, hub=args.hub,
     ))
     return 0
 
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--discovery", help="write {url, token, pid} JSON here once listening")
     srv.add_argument("--slurm-partition", default=None,
                      help="accept submissions only from SLURM jobs running in this partition (e.g. qpu)")
+    srv.add_argument("--hub", action="store_true",
+                     help="run as a JupyterHub-managed service: users are Hub users, no token file")
     srv.set_defaults(func=_cmd_qpu_serve)
     return parser
 

@@ -49,10 +49,11 @@ class TokenAuth:
             raise ValueError(f"{path}: expected a mapping 'users: {{name: {{token: ..., role: user|admin}}}}'")
         return cls(users)
 
-    def authenticate(self, authorization: str | None) -> User | None:
-        if not authorization or not authorization.startswith("Bearer "):
+    async def authenticate(self, authorization: str | None) -> User | None:
+        token = bearer_token(authorization)
+        if token is None:
             return None
-        digest = _digest(authorization[len("Bearer "):].strip())
+        digest = _digest(token)
         for known, user in self._by_digest.items():
             if hmac.compare_digest(known, digest):
                 return user
@@ -61,6 +62,46 @@ class TokenAuth:
     @property
     def users(self) -> list[User]:
         return list(self._by_digest.values())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <t>`` (or JupyterHub's ``token <t>``) header."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() not in ("bearer", "token") or not token.strip():
+        return None
+    return token.strip()
+
+
+class HubAuth:
+    """Identity from JupyterHub: a Hub API token (a user server's ``$JUPYTERHUB_API_TOKEN``).
+
+    Used when the service runs as a Hub-managed service: each user is their Hub user, with no
+    separate QPU tokens; Hub admins (or members of ``admin_group``) are QPU admins. The token must
+    carry access to this service (``access:services!service=<name>``).
+    """
+
+    def __init__(self, admin_group: str | None = None, hub_auth: Any = None) -> None:
+        from jupyterhub.services.auth import HubAuth as _HubAuth
+
+        self.hub = hub_auth or _HubAuth(cache_max_age=30)
+        self.admin_group = admin_group
+
+    async def authenticate(self, authorization: str | None) -> User | None:
+        token = bearer_token(authorization)
+        if token is None:
+            return None
+        model = await self.hub.user_for_token(token, sync=False)
+        if not model or model.get("kind", "user") != "user":
+            return None
+        scopes = set(model.get("scopes") or ())
+        if self.hub.access_scopes and not self.hub.check_scopes(self.hub.access_scopes, model):
+            return None
+        admin = bool(model.get("admin")) or "admin:users" in scopes or (
+            self.admin_group is not None and self.admin_group in (model.get("groups") or ())
+        )
+        return User(model["name"], "admin" if admin else "user")
 
 
 def new_token() -> str:

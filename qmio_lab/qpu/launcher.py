@@ -95,7 +95,8 @@ def default_client() -> QPUClient:
         return _client
     url = os.environ.get("QMIO_QPU_URL") or config.get("qpu.url")
     if url:
-        token = os.environ.get("QMIO_QPU_TOKEN") or config.get("qpu.token")
+        # inside a JupyterHub user server the server's own Hub token identifies the user
+        token = os.environ.get("QMIO_QPU_TOKEN") or config.get("qpu.token") or os.environ.get("JUPYTERHUB_API_TOKEN")
         _client = QPUClient(url, token)
     else:
         _client = start_local_service()

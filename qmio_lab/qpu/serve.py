@@ -11,11 +11,12 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import tornado.httpserver
 
 from qmio_lab import config
-from qmio_lab.qpu.auth import TokenAuth, new_token
+from qmio_lab.qpu.auth import HubAuth, TokenAuth, new_token
 from qmio_lab.qpu.clock import SimClock
 from qmio_lab.qpu.server import make_app
 from qmio_lab.qpu.service import QPUService
@@ -34,6 +35,7 @@ class ServeOptions:
     seed: int | None = None
     discovery: Path | None = None
     slurm_partition: str | None = None
+    hub: bool = False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -61,18 +63,33 @@ def build_auth(users_file: Path | None) -> tuple[TokenAuth, str | None]:
     return TokenAuth({getpass.getuser(): {"token": token, "role": "admin"}}), token
 
 
+def hub_settings() -> tuple[str, int, str]:
+    """Host, port and URL prefix a Hub-managed service must use (from the Hub's environment)."""
+    url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+    if not url or not os.environ.get("JUPYTERHUB_API_TOKEN"):
+        raise SystemExit("qmio qpu serve --hub must be started by JupyterHub as a managed service "
+                         "(JUPYTERHUB_SERVICE_URL and JUPYTERHUB_API_TOKEN are not set)")
+    parsed = urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 80, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+
+
 async def _serve(opts: ServeOptions) -> None:
-    auth, own_token = build_auth(opts.users_file)
+    prefix = "/"
+    if opts.hub:
+        opts.host, opts.port, prefix = hub_settings()
+        auth, own_token = HubAuth(admin_group=config.get("qpu.hub_admin_group")), None
+    else:
+        auth, own_token = build_auth(opts.users_file)
     db = opts.db or (config.lab_home() / "qpu" / "queue.sqlite")
     scale = opts.time_scale if opts.time_scale is not None else float(config.get("qpu.time_scale"))
     clock = SimClock(scale=scale, start=opts.start_time) if (opts.start_time or scale != 1.0) else None
     partition = opts.slurm_partition or config.get("qpu.slurm_partition")
     service = QPUService(db, auth, clock=clock, seed=opts.seed, slurm_partition=partition)
-    server = tornado.httpserver.HTTPServer(make_app(service), max_body_size=256 * 1024 * 1024, xheaders=True)
+    server = tornado.httpserver.HTTPServer(make_app(service, prefix), max_body_size=256 * 1024 * 1024, xheaders=True)
     port = opts.port or free_port(opts.host)
     server.listen(port, opts.host)
     service.start()
-    url = f"http://{opts.host}:{port}"
+    url = f"http://{opts.host}:{port}{prefix.rstrip('/')}"
     if opts.discovery:
         write_discovery(opts.discovery, url, own_token)
     print(f"qmio qpu service listening on {url} (db {db}, time scale {service.clock.scale})", flush=True)

@@ -41,10 +41,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def service(self) -> QPUService:
         return self.settings["service"]
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         self.user: User | None = None
         if self.requires_auth:
-            self.user = self.service.auth.authenticate(self.request.headers.get("Authorization"))
+            self.user = await self.service.auth.authenticate(self.request.headers.get("Authorization"))
             if self.user is None:
                 raise ApiError(401, "missing or invalid token: send 'Authorization: Bearer <token>'")
 
@@ -354,21 +354,24 @@ class NotFoundHandler(BaseHandler):
         raise ApiError(404, f"no such endpoint {self.request.method} {self.request.path}; see /api/v1/status")
 
 
-def make_app(service: QPUService) -> tornado.web.Application:
+def make_app(service: QPUService, prefix: str = "/") -> tornado.web.Application:
+    """Routes under ``prefix`` (``/services/<name>/`` behind a JupyterHub proxy)."""
     jid = r"([A-Za-z0-9_\-]+)"
+    base = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+    routes = [
+        (r"api/v1/jobs/?", JobsHandler),
+        (rf"api/v1/jobs/{jid}/?", JobHandler),
+        (rf"api/v1/jobs/{jid}/result/?", ResultHandler),
+        (r"api/v1/status/?", StatusHandler),
+        (r"api/v1/calibration/?", CalibrationHandler),
+        (r"api/v1/calibrations/?", CalibrationsHandler),
+        (r"api/v1/calibrations/([A-Za-z0-9_\-:.+]+)/?", CalibrationByIdHandler),
+        (r"api/v1/sessions/?", SessionsHandler),
+        (rf"api/v1/sessions/{jid}/?", SessionHandler),
+        (r"metrics", MetricsHandler),
+    ]
     return tornado.web.Application(
-        [
-            (r"/api/v1/jobs/?", JobsHandler),
-            (rf"/api/v1/jobs/{jid}/?", JobHandler),
-            (rf"/api/v1/jobs/{jid}/result/?", ResultHandler),
-            (r"/api/v1/status/?", StatusHandler),
-            (r"/api/v1/calibration/?", CalibrationHandler),
-            (r"/api/v1/calibrations/?", CalibrationsHandler),
-            (r"/api/v1/calibrations/([A-Za-z0-9_\-:.+]+)/?", CalibrationByIdHandler),
-            (r"/api/v1/sessions/?", SessionsHandler),
-            (rf"/api/v1/sessions/{jid}/?", SessionHandler),
-            (r"/metrics", MetricsHandler),
-        ],
+        [(base + pattern, handler) for pattern, handler in routes],
         default_handler_class=NotFoundHandler,
         service=service,
     )
