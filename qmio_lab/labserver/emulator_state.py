@@ -1,0 +1,162 @@
+"""What the lab reports about the emulator's Dask cluster, without ever starting one to look.
+
+The cluster a process uses is made on first use (``qmio_lab.emulator.get_client``). This server
+reports the cluster it made itself (the "run on the emulator" command makes one), the workers of
+a configured scheduler address, and, for ``slurm``, the Dask worker jobs SLURM holds for this
+user (those of kernels' clusters included), read from ``squeue``'s delimited output.
+"""
+from __future__ import annotations
+
+import getpass
+import shutil
+import subprocess
+import threading
+from typing import Any
+
+import dask.config
+
+from qmio_lab.errors import EmulatorClusterError, QmioError
+
+SQUEUE_TIMEOUT_S = 5.0
+_SQUEUE_FORMAT = "%i|%j|%T|%P|%M"  # job id, name, state, partition, time used
+
+
+def parse_squeue(text: str) -> list[dict[str, str]]:
+    """Rows of ``squeue -h -o '%i|%j|%T|%P|%M'`` as dicts (blank lines skipped)."""
+    jobs = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.strip().split("|")
+        if len(parts) != 5:
+            raise ValueError(f"unexpected squeue line {line!r}; expected 5 '|'-separated fields")
+        job_id, name, state, partition, elapsed = parts
+        jobs.append({"id": job_id, "name": name, "state": state.lower(), "partition": partition,
+                     "elapsed": elapsed})
+    return jobs
+
+
+def squeue_worker_jobs(job_name: str | None = None) -> list[dict[str, str]]:
+    """This user's SLURM jobs named like dask-jobqueue's workers (``jobqueue.slurm.name``)."""
+    name = job_name or dask.config.get("jobqueue.slurm.name", default=None) or "dask-worker"
+    cmd = ["squeue", "-h", "-u", getpass.getuser(), "-n", name, "-o", _SQUEUE_FORMAT]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SQUEUE_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise EmulatorClusterError(
+            f"{' '.join(cmd)} exited with {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}"
+        )
+    return parse_squeue(proc.stdout)
+
+
+def cluster_job_ids(cluster: Any) -> list[str]:
+    """SLURM job ids of a dask-jobqueue cluster's workers (running and pending)."""
+    ids = []
+    for job in getattr(cluster, "workers", {}).values():
+        job_id = getattr(job, "job_id", None)
+        if job_id:
+            ids.append(str(job_id))
+    return sorted(ids)
+
+
+def _workers(client: Any) -> list[dict[str, Any]]:
+    info = client.scheduler_info(n_workers=-1)
+    return [
+        {"name": str(w.get("name", addr)), "address": addr, "memory_limit": w.get("memory_limit"),
+         "nthreads": w.get("nthreads")}
+        for addr, w in info.get("workers", {}).items()
+    ]
+
+
+class EmulatorWatch:
+    """Reports the emulator cluster; runs OpenQASM on it when asked (that creates it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._remote: Any = None  # client of an external scheduler (kind "address")
+        self.started_here = False
+
+    def state(self) -> dict[str, Any]:
+        from qmio_lab.emulator import cluster as clusters
+
+        try:
+            kind = clusters.cluster_kind()
+        except EmulatorClusterError as exc:
+            return {"kind": None, "state": "misconfigured", "error": str(exc), "workers": [], "slurm_jobs": []}
+        reply: dict[str, Any] = {"kind": kind, "state": "not started", "address": None, "workers": [],
+                                 "slurm_jobs": []}
+        client, cluster = self._local()
+        if kind == "address":
+            client = self._remote_client()
+            reply["address"] = str(dask.config.get("qmio.emulator.cluster"))
+        if client is not None and client.status == "running":
+            reply["state"] = "running"
+            reply["address"] = client.scheduler.address
+            reply["workers"] = _workers(client)
+        if kind == "slurm":
+            reply["slurm_jobs"] = [{"id": i, "state": "owned"} for i in cluster_job_ids(cluster)]
+            if shutil.which("squeue"):
+                try:
+                    found = squeue_worker_jobs()
+                except (EmulatorClusterError, ValueError, subprocess.TimeoutExpired) as exc:
+                    reply["slurm_error"] = str(exc)
+                else:
+                    known = {j["id"] for j in found}
+                    reply["slurm_jobs"] = found + [j for j in reply["slurm_jobs"] if j["id"] not in known]
+            if reply["slurm_jobs"] and reply["state"] == "not started":
+                reply["state"] = "running"  # worker jobs of another process's (a kernel's) cluster
+        return reply
+
+    def _local(self) -> tuple[Any, Any]:
+        from qmio_lab.emulator import cluster as clusters
+
+        shared = getattr(clusters, "_shared", None)
+        if shared is None:
+            return None, None
+        with shared.lock:
+            return shared.client, shared.cluster
+
+    def _remote_client(self) -> Any:
+        from distributed import Client
+
+        with self._lock:
+            if self._remote is not None and self._remote.status == "running":
+                return self._remote
+            try:
+                self._remote = Client(str(dask.config.get("qmio.emulator.cluster")), timeout=3,
+                                      set_as_default=False)
+            except (OSError, TimeoutError):
+                self._remote = None
+            return self._remote
+
+    def run_qasm(self, qasm: str, shots: int) -> dict[str, Any]:
+        """Emulate one OpenQASM program on the configured cluster (created here if needed)."""
+        from qmio_lab.emulator import EmulatorBackend
+        from qmio_lab.labserver.manager import LabError
+        from qmio_lab.qpu.circuits import PayloadError, parse_circuit
+
+        try:
+            circuit = parse_circuit({"data": qasm})
+        except PayloadError as exc:
+            raise LabError(422, str(exc)) from exc
+        from qmio_lab.emulator import get_client, get_cluster
+
+        self.started_here = True
+        try:
+            client = get_client()
+            with client.as_current():  # distributed.wait() inside looks for a current client
+                result = EmulatorBackend(client=client, cluster=get_cluster()).run(circuit, shots=shots).result()
+        except EmulatorClusterError as exc:
+            raise LabError(503, str(exc)) from exc
+        except (QmioError, ValueError) as exc:
+            raise LabError(422, str(exc)) from exc
+        return {"counts": result.get_counts(0), "shots": shots, "num_qubits": circuit.num_qubits}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._remote is not None:
+                self._remote.close()
+                self._remote = None
+        if self.started_here:
+            from qmio_lab.emulator import shutdown
+
+            shutdown()
