@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import yaml
 
 ROLES = ("user", "admin")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,11 @@ class HubAuth:
             return None
         model = await self.hub.user_for_token(token, sync=False)
         if not model or model.get("kind", "user") != "user":
+            log.info("hub auth: token not accepted by the Hub (%s)", "no user" if not model else model.get("kind"))
             return None
         scopes = set(model.get("scopes") or ())
         if self.hub.access_scopes and not self.hub.check_scopes(self.hub.access_scopes, model):
+            log.info("hub auth: %s's token lacks %s (has %s)", model.get("name"), self.hub.access_scopes, sorted(scopes))
             return None
         admin = bool(model.get("admin")) or "admin:users" in scopes or (
             self.admin_group is not None and self.admin_group in (model.get("groups") or ())

@@ -55,7 +55,7 @@ class Executor(threading.Thread):
         self.calibrating_until: datetime | None = None
         self._drift_step = timedelta(seconds=float(config.get("qpu.drift_resolution_s")))
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._calibration_requests: list[Future] = []
         self._lock = threading.Lock()
 
@@ -64,7 +64,7 @@ class Executor(threading.Thread):
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._wake.set()
 
     def request_calibration(self) -> Future:
@@ -82,7 +82,7 @@ class Executor(threading.Thread):
 
     # ---- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 self._keep_calendar()
                 if self.maintenance or not self._run_next():
@@ -106,7 +106,7 @@ class Executor(threading.Thread):
         if now < end:  # inside the window: the QPU is unavailable until it ends
             self.state = "calibrating"
             self.calibrating_until = end
-            while self.clock.now() < end and not self._stop.is_set():
+            while self.clock.now() < end and not self._halt.is_set():
                 time.sleep(min(0.05, max(self.clock.real_seconds(end - self.clock.now()), 0.001)))
         self._calibrate(end)
 

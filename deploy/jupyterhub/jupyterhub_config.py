@@ -1,0 +1,81 @@
+"""JupyterHub for QMIO lab: the QPU queue service runs as a Hub-managed service.
+
+Every user's identity is their Hub user: user servers reach the service with their own Hub API
+token (``$JUPYTERHUB_API_TOKEN``), so nobody handles QPU tokens. The lab extension and the
+magics find the service through ``$QMIO_QPU_URL``, set for every user server below.
+
+Local demo (loopback, dummy passwords, servers as local processes):
+    jupyterhub -f deploy/jupyterhub/jupyterhub_config.py
+
+At an HPC centre, spawn user servers as SLURM jobs with batchspawner instead (pip install
+batchspawner) and use the site's authenticator, e.g.:
+    export QMIO_HUB_SPAWNER=batchspawner.SlurmSpawner QMIO_HUB_AUTHENTICATOR=pam
+and set c.SlurmSpawner.req_partition / req_runtime / req_memory (see batchspawner's docs).
+The Hub's public URL must then be reachable from compute nodes (QMIO_HUB_PUBLIC_URL).
+
+Settings come from environment variables so that one file serves demos, tests and sites.
+"""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+c = get_config()  # noqa: F821 - provided by JupyterHub
+
+env = os.environ.get
+hub_ip = env("QMIO_HUB_IP", "127.0.0.1")
+hub_port = int(env("QMIO_HUB_PORT", "8000"))
+public_url = env("QMIO_HUB_PUBLIC_URL", f"http://{hub_ip}:{hub_port}")
+qpu_port = int(env("QMIO_QPU_PORT", "8765"))
+state_dir = Path(env("QMIO_HUB_STATE", "."))
+
+c.JupyterHub.ip = hub_ip
+c.JupyterHub.port = hub_port
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = int(env("QMIO_HUB_API_PORT", "8081"))
+c.JupyterHub.db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
+c.ConfigurableHTTPProxy.pid_file = str(state_dir / "jupyterhub-proxy.pid")
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{int(env('QMIO_HUB_PROXY_API_PORT', '8001'))}"
+chp = env("QMIO_HUB_PROXY") or shutil.which("configurable-http-proxy")
+if chp:
+    c.ConfigurableHTTPProxy.command = [chp]
+
+# --- who may log in -----------------------------------------------------------------------
+c.JupyterHub.authenticator_class = env("QMIO_HUB_AUTHENTICATOR", "dummy")
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {u for u in env("QMIO_HUB_ADMINS", "ops").split(",") if u}
+
+# --- user servers -------------------------------------------------------------------------
+c.JupyterHub.spawner_class = env("QMIO_HUB_SPAWNER", "simple")
+c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+if os.geteuid() == 0:
+    c.Spawner.args = ["--allow-root"]
+c.Spawner.environment = {
+    "QMIO_QPU_URL": f"{public_url}/services/qmio-qpu",
+    # each user keeps their own emulator cluster and notebooks state
+    "QMIO_LAB_HOME": str(state_dir / "users" / "{username}"),
+}
+
+# Every user may use the QPU service, and a server's token acts as its user, so code in a
+# user's server reaches the service as that user.
+c.JupyterHub.load_roles = [
+    {"name": "user", "scopes": ["self", "access:services!service=qmio-qpu"]},
+    {"name": "server", "scopes": ["inherit"]},
+]
+
+# --- the QPU queue service ----------------------------------------------------------------
+c.JupyterHub.services = [
+    {
+        "name": "qmio-qpu",
+        "url": f"http://127.0.0.1:{qpu_port}",
+        "command": [sys.executable, "-m", "qmio_lab.cli", "qpu", "serve", "--hub",
+                    "--db", str(state_dir / "qpu" / "queue.sqlite")],
+        "environment": {k: v for k, v in os.environ.items() if k.startswith(("DASK_", "QMIO_LAB"))},
+        "display": True,
+        "oauth_no_confirm": True,
+    }
+]
