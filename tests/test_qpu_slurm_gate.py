@@ -70,7 +70,7 @@ def test_refused_outside_slurm_and_from_other_partitions(gated):
 
 
 def test_finished_pending_and_foreign_jobs_are_refused(gated):
-    sub = subprocess.run(["sbatch", "--parsable", "--partition", "qpu", "--wrap", "sleep 60"],
+    sub = subprocess.run(["sbatch", "--parsable", "--partition", "qpu", "--output", "/dev/null", "--wrap", "sleep 60"],
                          capture_output=True, text=True, timeout=60)
     assert sub.returncode == 0, sub.stderr
     job = sub.stdout.strip().split(";")[0]
