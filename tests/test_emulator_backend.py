@@ -40,7 +40,7 @@ def ghz(n: int) -> QuantumCircuit:
 @pytest.fixture(scope="module")
 def local():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         yield cluster, client
 
 

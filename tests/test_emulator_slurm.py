@@ -8,7 +8,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import dask.config
 import pytest
@@ -17,13 +19,13 @@ from qiskit import QuantumCircuit
 
 from qmio_lab.device import QmioDevice
 from qmio_lab.emulator import EmulatorBackend, make_cluster
-from slurm.fixtures import diagnostics, slurm_session
+from slurm.fixtures import SCRIPT, diagnostics, slurm_session
 
 pytestmark = pytest.mark.slurm
 
 
 @pytest.fixture(scope="module")
-def slurm_conf(tmp_path_factory) -> str:
+def slurm_conf() -> Iterator[str]:
     yield from slurm_session()
 
 
@@ -40,7 +42,7 @@ def slurm_emulator(slurm_conf, tmp_path_factory):
         "jobqueue.slurm.python": sys.executable,
         "jobqueue.slurm.local-directory": str(work / "workers"),
         "jobqueue.slurm.log-directory": str(work / "logs"),
-        "jobqueue.slurm.scheduler-options": {"host": "127.0.0.1"},
+        "jobqueue.slurm.scheduler-options": {"host": "127.0.0.1", "dashboard_address": ":0"},
     }
     with dask.config.set(settings):
         cluster, address = make_cluster()
@@ -87,8 +89,7 @@ def ghz(n: int) -> QuantumCircuit:
 
 
 def test_the_script_is_idempotent(slurm_conf):
-    from slurm.fixtures import SCRIPT
-    directory = str(slurm_conf).rsplit("/", 1)[0]
+    directory = str(Path(slurm_conf).parent)
     again = subprocess.run(["bash", str(SCRIPT), "start", directory], capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert f"export SLURM_CONF={slurm_conf}" in again.stdout

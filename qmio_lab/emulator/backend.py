@@ -29,7 +29,7 @@ from qmio_lab.errors import EmulatorClusterError, InvalidCircuitError, InvalidSh
 #: emulator then rewrites as little as possible.
 BASIS_GATES = (
     "id", "x", "y", "z", "h", "s", "sdg", "t", "tdg", "sx", "sxdg", "rx", "ry", "rz", "p", "u",
-    "cx", "cy", "cz", "ch", "cp", "crx", "cry", "crz", "swap", "iswap", "ecr", "rxx", "ryy", "rzz",
+    "cx", "cy", "cz", "cp", "crx", "cry", "crz", "swap", "ecr", "rxx", "ryy", "rzz",
     "ccx", "cswap", "measure", "reset", "delay",
 )
 

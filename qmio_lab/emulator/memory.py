@@ -38,11 +38,11 @@ class MemoryEstimate:
     method: str
     precision: str
     statevector_bytes: int
-    mps_bytes: int
+    mps_bytes: int | None  # None: not computed (a narrow circuit that fits as a statevector)
     needed_bytes: int  # what the worker must have: chosen method, Aer overhead and process
 
     def describe(self) -> str:
-        raw = self.statevector_bytes if self.method == STATEVECTOR else self.mps_bytes
+        raw = self.statevector_bytes if self.method == STATEVECTOR else (self.mps_bytes or 0)
         return (f"{format_bytes(self.needed_bytes)} as {self.method} ({format_bytes(raw)} of "
                 f"{self.precision}-precision state plus simulator and process overhead)")
 
@@ -101,6 +101,11 @@ def estimate(
     is far smaller (``mps_gain``), or when only the MPS fits ``worker_memory``.
     """
     precision = precision or str(config.get("emulator.memory.precision"))
+    narrow = circuit.num_qubits < int(config.get("emulator.memory.mps_min_qubits"))
+    if method in (None, STATEVECTOR) and narrow:  # the common case, decided without a pass
+        sv = statevector_bytes(circuit.num_qubits, precision)  # over the whole circuit
+        if worker_memory is None or _needed(sv) <= worker_memory:
+            return MemoryEstimate(circuit.num_qubits, STATEVECTOR, precision, sv, None, _needed(sv))
     n = simulated_width(circuit)
     sv = statevector_bytes(n, precision)
     mps = mps_bytes(circuit, precision)

@@ -20,7 +20,7 @@ from qiskit import QuantumCircuit
 from qiskit.result.models import ExperimentResult
 
 from qmio_lab import config
-from qmio_lab.emulator.tasks import BatchSpec, run_batch
+from qmio_lab.emulator.tasks import BatchSpec, pack, run_batch
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -81,7 +81,7 @@ class Sweep:
         self.futures: list[Future] = []
         for i, (r, spec) in enumerate(zip(self.batches, specs)):
             future = client.submit(
-                run_batch, list(circuits[r.start:r.stop]), spec, r.start, i,
+                run_batch, pack(circuits[r.start:r.stop]), spec, r.start, i,
                 key=f"qmio-emulator-{name}-{i}", retries=retries, pure=False,
             )
             future.add_done_callback(self._count(len(r)))

@@ -5,13 +5,14 @@ SLURM job or in-process (the benchmark's baseline calls it directly).
 """
 from __future__ import annotations
 
+import io
 import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qiskit import QuantumCircuit
+from qiskit import QuantumCircuit, qpy
 from qiskit.result.models import ExperimentResult
 from qiskit_aer import AerSimulator
 
@@ -74,10 +75,30 @@ def _run(sim: AerSimulator, circuits: list[QuantumCircuit], spec: BatchSpec, fir
     return out
 
 
-def run_batch(circuits: Sequence[QuantumCircuit], spec: BatchSpec, first_index: int,
+def pack(circuits: Sequence[QuantumCircuit]) -> bytes | list[QuantumCircuit]:
+    """Circuits as QPY bytes for the trip to a worker: about five times faster to write and
+    read than pickle, which matters when a sweep sends thousands of small circuits. Circuits
+    QPY cannot hold (custom Python objects) travel pickled instead."""
+    buffer = io.BytesIO()
+    try:
+        qpy.dump(list(circuits), buffer)
+    except Exception:  # noqa: BLE001 - any QPY limitation: fall back to pickle, which handles all
+        return list(circuits)
+    return buffer.getvalue()
+
+
+def unpack(payload: bytes | Sequence[QuantumCircuit]) -> list[QuantumCircuit]:
+    if isinstance(payload, (bytes, bytearray)):
+        return list(qpy.load(io.BytesIO(payload)))
+    return list(payload)
+
+
+def run_batch(payload: bytes | Sequence[QuantumCircuit], spec: BatchSpec, first_index: int,
               batch_index: int) -> list[ExperimentResult]:
-    """Simulate ``circuits`` (the job's circuits ``first_index...``) and tag each result with
-    where and how it ran, so a user can trace any count back to a worker and a method."""
+    """Simulate the circuits in ``payload`` (the job's circuits ``first_index...``; see
+    :func:`pack`) and tag each result with where and how it ran, so a user can trace any count
+    back to a worker and a method."""
+    circuits = unpack(payload)
     sim = _simulator(spec)
     seed = None if spec.seed is None else spec.seed + first_index
     where = _where()
