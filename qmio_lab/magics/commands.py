@@ -125,7 +125,7 @@ def cluster_html(info: dict[str, Any]) -> str:
 
 
 @magic_arguments(name="qmio cluster")
-@argument("action", nargs="?", choices=["scale"], metavar="scale", help="scale: ask for N workers")
+@argument("action", nargs="?", metavar="scale", help="scale: ask for N workers")
 @argument("n", nargs="?", type=int, metavar="N", help="number of workers for scale")
 def cmd_cluster(line: str, session: Any) -> HTMLDict:
     """The emulator's Dask cluster (started on first use); `scale N` asks for N workers."""
@@ -133,8 +133,8 @@ def cmd_cluster(line: str, session: Any) -> HTMLDict:
     from qmio_lab.errors import EmulatorClusterError
 
     args = parse_argstring(cmd_cluster, line)
-    if args.action is None and args.n is not None:
-        raise UsageError("write %qmio cluster scale N")
+    if args.action not in (None, "scale") or (args.action is None and args.n is not None):
+        raise UsageError(f"unknown cluster action {args.action!r}: write %qmio cluster, or %qmio cluster scale N")
     if args.action == "scale" and (args.n is None or args.n < 0):
         raise UsageError("%qmio cluster scale needs a worker count N >= 0, e.g. %qmio cluster scale 2")
     try:
