@@ -7,7 +7,7 @@ from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.generation import coherence_limited_error
 from qmio_lab.errors import CalibrationError
 
-from conftest import MONDAY
+from moments import MONDAY
 
 
 def _many_snapshots(n_seeds: int = 60) -> list[Calibration]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,14 +18,10 @@ from qiskit import QuantumCircuit
 
 from qmio_lab.device import QmioDevice
 from qmio_lab.emulator import EmulatorBackend, make_cluster
-from slurm.fixtures import SCRIPT, diagnostics, slurm_session
+from slurm.fixtures import SCRIPT, diagnostics
 
 pytestmark = pytest.mark.slurm
 
-
-@pytest.fixture(scope="module")
-def slurm_conf() -> Iterator[str]:
-    yield from slurm_session()
 
 
 @pytest.fixture(scope="module")

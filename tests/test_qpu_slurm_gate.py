@@ -11,7 +11,7 @@ import pytest
 
 from qmio_lab.qpu.slurm_gate import SlurmGate, SlurmGateRefused
 from service_process import USERS, ServiceProcess
-from slurm.fixtures import diagnostics, slurm_session
+from slurm.fixtures import diagnostics
 
 pytestmark = pytest.mark.slurm
 
@@ -27,11 +27,6 @@ try:
 except QPUServiceError as exc:
     print(json.dumps({"status": exc.status, "error": exc.payload.get("error")}))
 """
-
-
-@pytest.fixture(scope="module")
-def slurm_conf(tmp_path_factory):
-    yield from slurm_session(str(tmp_path_factory.mktemp("slurm-gate")))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from qiskit.exceptions import QiskitError
 from qmio_lab.device import QmioDevice, QmioSimulator
 from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 
-from conftest import MONDAY
+from moments import MONDAY
 
 SHOTS = 4000
 
