@@ -25,7 +25,42 @@ lab: $(STAMP)
 	$(VENV)/bin/qmio demo
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) $(LAB_TESTS_IGNORE)
+	$(PY) -m pytest -p pytest_jupyter.jupyter_server $(LAB_HANDLER_TESTS)
+	$(PY) -m pytest $(LAB_BROWSER_TESTS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+# ---- the JupyterLab extension (extensions/qmio-lab) -------------------------------------------
+# `pip install` builds it once (hatch-jupyter-builder); this rebuilds it whenever its sources
+# change and serves the build folder itself, so a running lab picks the new bundle up on reload.
+EXT_DIR := extensions/qmio-lab
+EXT_OUT := qmio_lab/labextension/static/style.js
+EXT_SRC := $(wildcard $(EXT_DIR)/src/*.ts $(EXT_DIR)/style/*.css $(EXT_DIR)/style/*.js $(EXT_DIR)/schema/*.json) \
+           $(EXT_DIR)/package.json $(EXT_DIR)/yarn.lock $(EXT_DIR)/tsconfig.json
+EXT_LINK := $(VENV)/share/jupyter/labextensions/qmio-lab
+VENV_PATH := PATH="$(abspath $(VENV))/bin:$$PATH"
+# Handler tests need pytest-jupyter's server plugin and the browser tests must not share a pytest
+# session with it (teardown errors), so each runs as its own invocation after the main suite.
+LAB_HANDLER_TESTS := tests/test_labserver_handlers.py
+LAB_BROWSER_TESTS := tests/browser
+LAB_TESTS_IGNORE := --ignore=$(LAB_HANDLER_TESTS) --ignore=$(LAB_BROWSER_TESTS)
+
+.PHONY: labextension browser-deps
+lab: labextension
+test: labextension browser-deps
+
+labextension: $(EXT_OUT)
+
+$(EXT_OUT): $(EXT_SRC) | $(STAMP)
+	cd $(EXT_DIR) && $(VENV_PATH) jlpm install --immutable && $(VENV_PATH) jlpm build:prod
+	touch $@
+	rm -rf $(EXT_LINK) && ln -s "$(abspath qmio_lab/labextension)" $(EXT_LINK)
+
+# The browser tests drive Debian's Chromium (Playwright's own download is not reachable here).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing chromium (needs root)"; \
+	  apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	fi
