@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -102,11 +105,28 @@ class QmioLabManager:
 
     # ---- the emulator --------------------------------------------------------------------------
     async def emulator_status(self) -> dict[str, Any]:
+        _import_emulator()
         return await self._run(self.emulator.state)
 
     async def emulator_run(self, qasm: str, shots: int) -> dict[str, Any]:
         _check_qasm(qasm)
+        _import_emulator()
         return await self._run(self.emulator.run_qasm, qasm, int(shots))
+
+
+def _import_emulator() -> None:
+    """Import qmio_lab.emulator on the server's main thread, once.
+
+    dask-jobqueue installs a SIGINT handler at import, which only works on the main thread (the
+    worker threads fail with ValueError); Jupyter's own Ctrl-C handler is put back afterwards.
+    """
+    if "qmio_lab.emulator.cluster" in sys.modules or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    import qmio_lab.emulator  # noqa: F401
+
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_qasm(qasm: Any) -> None:

@@ -1,0 +1,126 @@
+"""A real JupyterLab (with qmio_lab's extensions) and a real QPU service, driven by Chromium."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from labserver_service import local_service  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _need_chromium() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    message = f"{CHROMIUM} is missing: apt-get install -y chromium (make test does this)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)  # in CI the browser test must run, never skip
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def qpu_service(tmp_path_factory):
+    home = tmp_path_factory.mktemp("qmio-home")
+    with local_service(home) as info:
+        yield {**info, "home": home}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_settings(settings_dir: Path) -> None:
+    """Hide the news toast; poll every second so the test sees changes quickly."""
+    news = settings_dir / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    ours = settings_dir / "qmio-lab"
+    ours.mkdir(parents=True)
+    (ours / "plugin.jupyterlab-settings").write_text(json.dumps({"refreshInterval": 1}))
+
+
+@pytest.fixture(scope="session")
+def lab(qpu_service, tmp_path_factory):
+    """``jupyter lab`` as a user runs it, sharing the QPU service through $QMIO_LAB_HOME."""
+    root = tmp_path_factory.mktemp("lab")
+    notebooks, settings = root / "notebooks", root / "settings"
+    notebooks.mkdir()
+    _write_settings(settings)
+    port, token = _free_port(), secrets.token_hex(16)
+    # the lab reaches the service as configured (URL + the user's token), kernels likewise
+    env = {**os.environ, "QMIO_LAB_HOME": str(qpu_service["home"]),
+           "QMIO_QPU_URL": qpu_service["url"], "QMIO_QPU_TOKEN": qpu_service["token"],
+           "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
+           "JUPYTER_RUNTIME_DIR": str(root / "runtime")}
+    log = open(root / "lab.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}",
+         "--LabApp.news_url=None", "--ServerApp.open_browser=False"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, (root / "lab.log").read_text()
+        try:
+            if requests.get(f"{url}/api/status", params={"token": token}, timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, f"JupyterLab did not start:\n{(root / 'lab.log').read_text()}"
+        time.sleep(0.2)
+    yield {"url": url, "token": token, "notebooks": notebooks, "log": root / "lab.log"}
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failure.png"))
+    context.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.rep_call = report
+    return report
+
+
