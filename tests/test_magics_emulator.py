@@ -8,10 +8,6 @@ from test_magics_support import BELL_QASM2, BELL_QASM3, Kernel
 MG = "get_ipython().magics_manager.registry['QmioMagics']"
 #: Emulator runs currently fail inside qmio_lab.emulator ("No clients found" from the batch
 #: futures, also outside any kernel); remove this mark once the emulator runs jobs again.
-EMULATOR_RUNS = pytest.mark.xfail(reason="qmio_lab.emulator jobs fail upstream: 'No clients found'",
-                                  strict=False)
-
-
 @pytest.fixture(scope="module")
 def k(tmp_path_factory):
     kernel = Kernel(tmp_path_factory.mktemp("qmio_home"), DASK_QMIO__EMULATOR__LOCAL__N_WORKERS="1",
@@ -22,7 +18,6 @@ def k(tmp_path_factory):
     kernel.close()
 
 
-@EMULATOR_RUNS
 def test_emulator_qasm2_noiseless(k):
     k.execute(f"%%qmio --target emulator -s 500 -o e\n{BELL_QASM2}", timeout=120)
     counts = k.value("e.get_counts()")
@@ -32,7 +27,6 @@ def test_emulator_qasm2_noiseless(k):
     assert row[0] == "<b>done</b>" and row[1] == row[2] == 1 and "emulator" in row[3]
 
 
-@EMULATOR_RUNS
 def test_emulator_replays_a_calibration_and_compares(k):
     cal_id = k.value("default_client().calibration().id")
     k.execute(f"%%qmio -t emulator -s 2000 --noise calibration:{cal_id} -o en\n{BELL_QASM3}", timeout=120)
@@ -46,7 +40,6 @@ def test_emulator_replays_a_calibration_and_compares(k):
     assert "emulator refused the job" in message and "cal-nope" in message
 
 
-@EMULATOR_RUNS
 def test_emulator_async_python_cell(k):
     body = ("from qiskit import QuantumCircuit\nqcs = []\nfor n in range(2, 6):\n"
             "    qc = QuantumCircuit(n); qc.h(0); [qc.cx(0, i) for i in range(1, n)]; qc.measure_all(); qcs.append(qc)\n"

@@ -100,3 +100,24 @@ def test_duration_parsing():
     assert parse_duration("10m") == 600 and parse_duration("90s") == 90 and parse_duration(5) == 5
     with pytest.raises(ValueError, match="max_time must look like"):
         parse_duration("ten minutes")
+
+
+def test_estimator_on_the_emulator_target_matches_aer(monkeypatch, ansatz):
+    """The user-facing path: a target name, the shared Dask cluster, no client of the user's."""
+    monkeypatch.setenv("DASK_QMIO__EMULATOR__LOCAL__N_WORKERS", "1")
+    from qmio_lab import config
+    from qmio_lab.emulator import shutdown
+
+    config.refresh()
+    try:
+        values = np.random.default_rng(5).uniform(-1, 1, (2, ansatz.num_parameters))
+        ours = qmio_lab.EstimatorV2("emulator").run([(ansatz, H, values)], precision=0.01).result()
+        ref = AerEstimator().run([(ansatz, H, values)], precision=0.0).result()
+        np.testing.assert_allclose(ours[0].data.evs, ref[0].data.evs, atol=0.06)
+        counts = qmio_lab.SamplerV2("emulator").run([efficient_su2(2, reps=1).assign_parameters([0] * 8)
+                                                     .measure_all(inplace=False)], shots=300).result()
+        assert counts[0].data.meas.get_counts() == {"00": 300}
+    finally:
+        shutdown()
+        monkeypatch.delenv("DASK_QMIO__EMULATOR__LOCAL__N_WORKERS")
+        config.refresh()

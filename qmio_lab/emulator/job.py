@@ -41,12 +41,12 @@ class EmulatorJob(JobV1):
         """Start the sweep; a job runs once (submit again and it raises)."""
         with self._lock:
             if self._sweep is not None or self._cancelled:
-                raise EmulatorJobError(f"job {self.job_id} has already been submitted")
+                raise EmulatorJobError(f"job {self.job_id()} has already been submitted")
             self._sweep = self._launch()
 
     def _started(self) -> Sweep:
         if self._sweep is None:
-            raise EmulatorJobError(f"job {self.job_id} has not been submitted: call job.submit()")
+            raise EmulatorJobError(f"job {self.job_id()} has not been submitted: call job.submit()")
         return self._sweep
 
     def progress(self) -> tuple[int, int]:
@@ -86,19 +86,19 @@ class EmulatorJob(JobV1):
             return self._result
         sweep = self._started()
         if self._cancelled:
-            raise EmulatorJobError(f"job {self.job_id} was cancelled; it has no result")
+            raise EmulatorJobError(f"job {self.job_id()} was cancelled; it has no result")
         try:
             experiments = sweep.results(timeout=timeout)
         except (DaskTimeoutError, TimeoutError) as exc:
             done, total = sweep.progress()
             raise EmulatorJobError(
-                f"job {self.job_id} not finished after {timeout} s ({done}/{total} circuits done); "
+                f"job {self.job_id()} not finished after {timeout} s ({done}/{total} circuits done); "
                 "call result() again to keep waiting"
             ) from exc
         except Exception as exc:
             if self.status() == JobStatus.CANCELLED:
-                raise EmulatorJobError(f"job {self.job_id} was cancelled; it has no result") from exc
-            raise EmulatorJobError(f"emulator job {self.job_id} failed: {exc}") from exc
+                raise EmulatorJobError(f"job {self.job_id()} was cancelled; it has no result") from exc
+            raise EmulatorJobError(f"emulator job {self.job_id()} failed: {exc}") from exc
         self._result = self._assemble(experiments)
         sweep.release()
         return self._result

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 
-from distributed import Client, Future, wait
+from distributed import Client, Future
 from qiskit import QuantumCircuit
 from qiskit.result.models import ExperimentResult
 
@@ -105,10 +106,13 @@ class Sweep:
 
     def results(self, timeout: float | None = None) -> list[ExperimentResult]:
         """Every circuit's result, in the order the circuits were given."""
-        wait(self.futures, timeout=timeout)
+        # Not distributed.wait(): it looks for a *default* client, and ours is deliberately not
+        # the default (a user's own Dask client must stay theirs).
+        deadline = None if timeout is None else time.monotonic() + timeout
         out: list[ExperimentResult] = []
         for future in self.futures:
-            out.extend(future.result())
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            out.extend(future.result(timeout=remaining))
         return out
 
     def cancel(self) -> None:
