@@ -67,8 +67,11 @@ def test_backend_and_job_objects(svc):
     assert backend.target.num_qubits == 32 and "ecr" in backend.target.operation_names
     assert backend.calibration_id == svc.client("alice").status()["calibration"]["id"]
     job = backend.run(bell(), shots=500)
-    counts = job.result(timeout=60).get_counts()
+    result = job.result(timeout=60)
+    counts = result.get_counts()
     assert sum(counts.values()) == 500
+    assert result.results[0].metadata["calibration_id"] == backend.calibration_id  # survives the wire
+    assert len(result.results[0].metadata["physical_qubits"]) == 2
     assert job.status().name == "DONE" and job.queue_position() is None
     with pytest.raises(TypeError, match="unknown run option"):
         backend.run(bell(), shot=3)

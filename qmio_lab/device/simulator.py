@@ -106,6 +106,18 @@ def compact(circuit: QuantumCircuit, cal: Calibration, dt: float) -> tuple[Quant
     return out, tuple(used)
 
 
+def tag(experiment: Any, **values: Any) -> None:
+    """Add entries to an experiment result's metadata so that they survive ``to_dict()``.
+
+    Qiskit keeps ``metadata`` inside the result's private ``_metadata``; assigning the attribute
+    would create a shadow that serialisation (and so the QPU service's clients) never sees.
+    """
+    meta = experiment._metadata.setdefault("metadata", {})
+    if meta is None:
+        meta = experiment._metadata["metadata"] = {}
+    meta.update(values)
+
+
 class QmioSimulatorJob(JobV1):
     """A job running on the in-process simulator's worker thread."""
 
@@ -208,7 +220,7 @@ class QmioSimulator(BackendV2):
             if not res.success:
                 raise RuntimeError(f"simulation failed: {res.status}")
             for (i, _), exp in zip(items, res.results):
-                exp.metadata = {**(exp.metadata or {}), "calibration_id": cal.id, "physical_qubits": list(qubits)}
+                tag(exp, calibration_id=cal.id, physical_qubits=list(qubits))
                 ordered[i] = exp
         return Result(
             backend_name=self.name, backend_version=self.backend_version, job_id=job_id,

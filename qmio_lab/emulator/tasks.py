@@ -17,6 +17,7 @@ from qiskit.result.models import ExperimentResult
 from qiskit_aer import AerSimulator
 
 from qmio_lab.device.calibration import Calibration
+from qmio_lab.device.simulator import tag
 from qmio_lab.emulator.replay import noise_for, to_device
 
 
@@ -109,7 +110,7 @@ def run_batch(payload: bytes | Sequence[QuantumCircuit], spec: BatchSpec, first_
         results = _run_with_noise(sim, circuits, spec, spec.noise, seed)
         tags["calibration_id"] = spec.noise.id
     for i, exp in enumerate(results):
-        exp.metadata = {**(exp.metadata or {}), **tags, "index": first_index + i}
+        tag(exp, **tags, index=first_index + i)
     return results
 
 
@@ -130,5 +131,5 @@ def _run_with_noise(sim: AerSimulator, circuits: Sequence[QuantumCircuit], spec:
             res = [_run(sim, [c], spec, seed + i, model)[0] for i, c in items]
         for (i, _), exp in zip(items, res):
             ordered[i] = exp
-            exp.metadata = {**(exp.metadata or {}), "physical_qubits": list(qubits)}
+            tag(exp, physical_qubits=list(qubits))
     return [ordered[i] for i in range(len(circuits))]
