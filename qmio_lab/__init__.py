@@ -13,9 +13,16 @@ def get_backend(name: str = "qpu", **kwargs: Any):
     return _get_backend(name, **kwargs)
 
 
+def session(target: Any = "qpu", max_time: str | float = "10m", **kwargs: Any):
+    """``with qmio_lab.session("qpu", max_time="10m") as s:`` one connection, circuits transpiled
+    once, and on the QPU an exclusive reservation until the block ends (see qmio_lab.sessions)."""
+    from qmio_lab.sessions import Session
+
+    return Session(target, max_time, **kwargs)
+
+
 _LAZY = {
-    "SamplerV2": "qmio_lab.primitives", "EstimatorV2": "qmio_lab.primitives",
-    "session": "qmio_lab.session", "Session": "qmio_lab.session",
+    "SamplerV2": "qmio_lab.primitives", "EstimatorV2": "qmio_lab.primitives", "Session": "qmio_lab.sessions",
 }
 
 

@@ -1,7 +1,7 @@
 """Qiskit V2 primitives on both targets: code written for Qiskit primitives runs unchanged.
 
 ``SamplerV2(mode)`` / ``EstimatorV2(mode)`` take a target name (``"qpu"``, ``"emulator"``,
-``"simulator"``), a backend, or a :class:`~qmio_lab.session.Session`. Without a session each
+``"simulator"``), a backend, or a :class:`~qmio_lab.sessions.Session`. Without a session each
 primitive keeps its own template cache, so a loop still transpiles each circuit once.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit.providers import BackendV2
 
 from qmio_lab.observables import group_paulis, pauli_expectations
-from qmio_lab.session import Session, Template
+from qmio_lab.sessions import Session, Template
 
 Mode = str | BackendV2 | Session
 

@@ -14,7 +14,7 @@ from qiskit_aer.primitives import SamplerV2 as AerSampler
 
 import qmio_lab
 from qmio_lab.observables import group_paulis
-from qmio_lab.session import parse_duration
+from qmio_lab.sessions import parse_duration
 
 H = SparsePauliOp.from_list([("ZZII", 1.0), ("IXXI", 0.5), ("YIIY", -0.3), ("XIIZ", 0.25), ("IIII", 0.2)])
 
@@ -121,3 +121,12 @@ def test_estimator_on_the_emulator_target_matches_aer(monkeypatch, ansatz):
         shutdown()
         monkeypatch.delenv("DASK_QMIO__EMULATOR__LOCAL__N_WORKERS")
         config.refresh()
+
+
+def test_session_stays_callable_after_the_primitives_are_imported():
+    import qmio_lab.primitives  # noqa: F401 - importing the module must not shadow the function
+
+    with qmio_lab.session(AerSimulator(), max_time="1m") as s:
+        assert isinstance(s, qmio_lab.Session) and s.reservation is None
+    with qmio_lab.session(AerSimulator()) as again:
+        assert again.transpile_count == 0

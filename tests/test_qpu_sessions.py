@@ -12,7 +12,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 import qmio_lab
 from qmio_lab.qpu import QPUBackend, QPUServiceError
-from qmio_lab.session import Session
+from qmio_lab.sessions import Session
 from service_process import ServiceProcess
 
 

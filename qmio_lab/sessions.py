@@ -191,7 +191,3 @@ def _batches(items: list[dict[str, Any]], limit: int):
     if batch:
         yield batch
 
-
-def session(target: str | BackendV2 = "qpu", max_time: str | float = "10m", **kwargs: Any) -> Session:
-    """``with qmio_lab.session("qpu", max_time="10m") as s: EstimatorV2(mode=s)...``"""
-    return Session(target, max_time, **kwargs)

@@ -1,0 +1,89 @@
+"""Every notebook runs top to bottom in a real kernel, against a real QPU service and real Dask
+workers (SLURM for the sweep notebook), and its results are checked, not only its absence of errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def run_notebook(name: str, timeout: int = 600) -> tuple[dict, nbformat.NotebookNode]:
+    book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    NotebookClient(book, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    for cell in book.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and "QMIO_CHECK " in out.get("text", ""):
+                line = next(ln for ln in out["text"].splitlines() if ln.startswith("QMIO_CHECK "))
+                return json.loads(line[len("QMIO_CHECK "):]), book
+    raise AssertionError(f"{name} printed no QMIO_CHECK line")
+
+
+def html_outputs(book: nbformat.NotebookNode) -> str:
+    return "".join(
+        str(out.get("data", {}).get("text/html", "")) for cell in book.cells for out in cell.get("outputs", [])
+    )
+
+
+@pytest.fixture(scope="module")
+def lab_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("notebooks-home")
+    saved = {k: os.environ.get(k) for k in ("QMIO_LAB_HOME", "QMIO_QPU_URL", "DASK_QMIO__EMULATOR__LOCAL__N_WORKERS")}
+    os.environ["QMIO_LAB_HOME"] = str(home)
+    os.environ.pop("QMIO_QPU_URL", None)
+    os.environ["DASK_QMIO__EMULATOR__LOCAL__N_WORKERS"] = "1"
+    yield home
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    disc = home / "qpu" / "service.json"
+    if disc.exists():
+        os.kill(json.loads(disc.read_text())["pid"], signal.SIGTERM)
+
+
+def test_01_quickstart(lab_home):
+    check, book = run_notebook("01_quickstart")
+    assert check["bell_qpu_good"] > 0.8 and check["bell_tvd"] < 0.15
+    assert check["ghz_emu"] == [1.0, 1.0, 1.0]  # noiseless
+    assert 0.6 < check["ghz_qpu"][0] < 1.0 and check["ghz_qpu"][2] < check["ghz_qpu"][0]
+    assert check["calibration_id"].startswith("cal-")
+    assert "total variation distance" in html_outputs(book)
+
+
+def test_02_calibration_explorer(lab_home):
+    check, book = run_notebook("02_calibration_explorer")
+    assert len(check["windows"]) == 5 and check["weekday_windows_only"]
+    assert check["ecr_after_monday"] < check["ecr_before_monday"]  # Monday's calibration reset the drift
+    assert 40 < check["t1_median_now_us"] < 70
+    assert "<svg" in html_outputs(book)  # the chip map
+
+
+def test_03_hybrid_vqe_session(lab_home):
+    check, _ = run_notebook("03_hybrid_vqe_session")
+    assert check["transpiles"] == 1 and check["calls"] >= 20
+    assert check["vqe"] < check["first"]
+    assert abs(check["vqe"] - check["exact"]) < 0.2  # a noisy QPU, still close to the ground state
+    assert check["emulator_energy"] < check["first"]
+
+
+def test_04_parameter_sweep_on_slurm(lab_home, slurm_conf, monkeypatch):
+    monkeypatch.setenv("DASK_QMIO__EMULATOR__CLUSTER", "slurm")
+    monkeypatch.setenv("DASK_QMIO__EMULATOR__SLURM__ADAPT__MAXIMUM", "2")
+    check, _ = run_notebook("04_parameter_sweep_dask")
+    assert check["kind"] == "slurm" and check["slurm_jobs"]
+    assert check["results"] == check["circuits"] == 600 and check["in_order"]
+    assert abs(check["parity_corner"]) < 0.1  # |0000> then H on all: uniform outcomes
+
+
+def test_05_noise_replay(lab_home):
+    check, _ = run_notebook("05_noise_replay")
+    assert check["replay_calibration"] == check["calibration_id"]
+    assert check["tvd_replay"] < check["tvd_ideal"]
