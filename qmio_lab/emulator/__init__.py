@@ -5,11 +5,11 @@
 from a calibration snapshot with ``noise=``.
 """
 from qmio_lab.emulator.backend import EmulatorBackend
-from qmio_lab.emulator.cluster import cluster_kind, get_client, get_cluster, make_cluster, shutdown
+from qmio_lab.emulator.cluster import cluster_kind, current, get_client, get_cluster, make_cluster, shutdown
 from qmio_lab.emulator.job import EmulatorJob
 from qmio_lab.emulator.memory import MemoryEstimate, estimate
 
 __all__ = [
-    "EmulatorBackend", "EmulatorJob", "MemoryEstimate", "cluster_kind", "estimate", "get_client",
+    "EmulatorBackend", "EmulatorJob", "MemoryEstimate", "cluster_kind", "current", "estimate", "get_client",
     "get_cluster", "make_cluster", "shutdown",
 ]

@@ -200,6 +200,12 @@ _shared = _Shared()
 atexit.register(_shared.close)
 
 
+def current() -> tuple[Client | None, Cluster | None]:
+    """The shared client and cluster if they exist, without creating them (for status views)."""
+    with _shared.lock:
+        return _shared.client, _shared.cluster
+
+
 def get_client() -> Client:
     """The Dask client of the shared emulator cluster, creating the cluster on first use."""
     return _shared.client_for()

@@ -107,13 +107,9 @@ class EmulatorWatch:
         return reply
 
     def _local(self) -> tuple[Any, Any]:
-        from qmio_lab.emulator import cluster as clusters
+        from qmio_lab.emulator import current
 
-        shared = getattr(clusters, "_shared", None)
-        if shared is None:
-            return None, None
-        with shared.lock:
-            return shared.client, shared.cluster
+        return current()
 
     def _remote_client(self) -> Any:
         from distributed import Client
@@ -142,9 +138,7 @@ class EmulatorWatch:
 
         self.started_here = True
         try:
-            client = get_client()
-            with client.as_current():  # distributed.wait() inside looks for a current client
-                result = EmulatorBackend(client=client, cluster=get_cluster()).run(circuit, shots=shots).result()
+            result = EmulatorBackend(client=get_client(), cluster=get_cluster()).run(circuit, shots=shots).result()
         except EmulatorClusterError as exc:
             raise LabError(503, str(exc)) from exc
         except (QmioError, ValueError) as exc:
