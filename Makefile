@@ -6,28 +6,44 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: lab test system-deps clean
+.PHONY: lab test bench system-deps slurm-deps clean
 
-# python3 -m venv needs Debian's python3-venv; install it only where it is missing.
+# What a fresh Debian lacks: python3-venv for the venv, Node.js/npm for the lab extension build and
+# JupyterHub's proxy. Installed only where missing (needs root, as make test runs in CI).
 system-deps:
 	@if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
 	  echo "installing python3-venv (needs root)"; \
 	  apt-get update -qq && apt-get install -y -qq python3-venv python3-pip; \
+	fi
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "installing nodejs and npm (needs root)"; \
+	  apt-get update -qq && apt-get install -y -qq nodejs npm; \
 	fi
 
 $(STAMP): pyproject.toml | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	npm install --silent --no-fund --no-audit --prefix $(VENV)/node configurable-http-proxy@4
 	touch $@
 
+# Everything running: the QPU service, a Dask cluster for the emulator, JupyterLab (URL printed).
 lab: $(STAMP)
 	$(VENV)/bin/qmio demo
+	$(VENV)/bin/qmio lab
 
-test: $(STAMP)
+# The real SLURM (slurm-wlm + munge) the tests start with tests/slurm/slurm.sh.
+slurm-deps:
+	bash tests/slurm/slurm.sh install
+
+test: $(STAMP) slurm-deps
 	$(PY) -m pytest $(PYTEST_ARGS) $(LAB_TESTS_IGNORE)
 	$(PY) -m pytest -p pytest_jupyter.jupyter_server $(LAB_HANDLER_TESTS)
 	$(PY) -m pytest $(LAB_BROWSER_TESTS)
+
+# Benchmarks (never timed tests): prints the table, writes bench/results.json, updates the README.
+bench: $(STAMP) slurm-deps
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -41,6 +41,15 @@ def _cmd_qpu_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from qmio_lab.lab import run_lab
+
+    return run_lab(port=args.port, notebook_dir=Path(args.notebooks) if args.notebooks else None,
+                   workers=args.workers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qmio", description="QMIO lab: simulated QPU and emulator tools")
     parser.add_argument("--version", action="version", version=f"qmio_lab {__version__}")
@@ -57,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--at", help="ISO time, e.g. 2026-11-30T09:00:00+00:00")
     cal.add_argument("--json", action="store_true", help="full snapshot as JSON")
     cal.set_defaults(func=_cmd_calibration)
+
+    lab = sub.add_parser("lab", help="JupyterLab with the QPU service and an emulator cluster running")
+    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--notebooks", help="folder to open (default ./notebooks)")
+    lab.add_argument("--workers", type=int, default=None, help="emulator Dask workers (default 2)")
+    lab.set_defaults(func=_cmd_lab)
 
     qpu = sub.add_parser("qpu", help="the QPU queue service").add_subparsers(dest="qpu_command", required=True)
     srv = qpu.add_parser("serve", help="run the queue service in front of the simulated QPU")
