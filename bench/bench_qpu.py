@@ -29,6 +29,7 @@ def bell() -> QuantumCircuit:
 def p1_latency(svc: BenchService, n: int = 300) -> dict:
     """Bell, 1000 shots, already transpiled: service round trip vs in-process Aer, same noise."""
     from qmio_lab.device.simulator import compact
+    from qmio_lab.qpu.circuits import circuit_to_item
 
     client = svc.client()
     cal = client.calibration()
@@ -41,15 +42,16 @@ def p1_latency(svc: BenchService, n: int = 300) -> dict:
     aer = AerSimulator(noise_model=build_noise_model(cal, qubits))
     for _ in range(20):  # warm both paths
         aer.run(small, shots=1000).result()
-        client.wait_result(client.submit(native, shots=1000)["id"])
+        client.submit_items([circuit_to_item(native)], 1000, wait=30)
     local, remote = [], []
     for _ in range(n):
         t = time.perf_counter()
         aer.run(small, shots=1000).result()
         local.append(time.perf_counter() - t)
         t = time.perf_counter()
-        job = client.submit(native, shots=1000)
-        client.wait_result(job["id"])  # long-polls: the result comes back the moment it exists
+        # synchronous submission: one round trip returns the job with its result
+        reply = client.submit_items([circuit_to_item(native)], 1000, wait=30)
+        assert "result" in reply
         remote.append(time.perf_counter() - t)
     lo, re = stats_ms(local), stats_ms(remote)
     added_med = re["median_ms"] - lo["median_ms"]

@@ -62,6 +62,15 @@ def test_lifecycle_qasm2_qasm3_qpy(svc):
         assert (counts.get("00", 0) + counts.get("11", 0)) / 2000 > 0.7
 
 
+def test_synchronous_submission_returns_the_result(svc):
+    from qmio_lab.qpu.circuits import circuit_to_item
+
+    alice = svc.client("alice")
+    reply = alice.submit_items([circuit_to_item(bell())], 300, wait=30)
+    assert reply["state"] == "done" and sum(reply["result"]["counts"][0].values()) == 300
+    assert reply["result"]["calibration_id"] == reply["calibration_id"]
+
+
 def test_backend_and_job_objects(svc):
     backend = QPUBackend(svc.client("alice"))
     assert backend.target.num_qubits == 32 and "ecr" in backend.target.operation_names

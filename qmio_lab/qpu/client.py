@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from urllib.parse import urlparse
 from typing import Any
 
 import requests
@@ -31,6 +32,8 @@ class QPUClient:
         self.token = token
         self.timeout = timeout
         self._http = requests.Session()
+        if urlparse(self.url).hostname in ("127.0.0.1", "localhost", "::1"):
+            self._http.trust_env = False  # no proxy applies on loopback; skips a lookup per call
         if token:
             self._http.headers["Authorization"] = f"Bearer {token}"
 
@@ -116,9 +119,13 @@ class QPUClient:
 
     def submit_items(
         self, items: list[dict[str, Any]], shots: int, *, name: str | None = None, priority: int = 0,
-        optimization_level: int = 1,
+        optimization_level: int = 1, wait: float | None = None,
     ) -> dict[str, Any]:
-        """Low-level submit of wire items, e.g. one template with ``parameter_values`` rows."""
+        """Low-level submit of wire items, e.g. one template with ``parameter_values`` rows.
+
+        With ``wait`` the service answers when the job ends (or after ``wait`` s), and a finished
+        job's record carries its ``result``: one round trip for short jobs in hybrid loops.
+        """
         body: dict[str, Any] = {"circuits": items, "shots": shots, "priority": priority,
                                 "optimization_level": optimization_level}
         if name:
@@ -126,6 +133,9 @@ class QPUClient:
         slurm_job = os.environ.get("SLURM_JOB_ID")
         if slurm_job:
             body["slurm_job_id"] = slurm_job
+        if wait:
+            return self._request("POST", "/api/v1/jobs", json=body, params={"wait": wait},
+                                 timeout=self.timeout + wait)
         return self._request("POST", "/api/v1/jobs", json=body)
 
     # ---- sessions -----------------------------------------------------------------------

@@ -30,13 +30,23 @@ class Compiler:
         self.transpile_count = 0
         self.hits = 0
 
+    @staticmethod
+    def _key(item: dict[str, Any], calibration: Calibration, optimization_level: int) -> tuple:
+        return (content_key(item), optimization_level, calibration.id, item.get("name"))
+
+    def is_cached(self, item: Any, calibration: Calibration, optimization_level: int = 1) -> bool:
+        if not isinstance(item, dict):
+            return False
+        with self._lock:
+            return self._key(item, calibration, optimization_level) in self._cache
+
     def compile(
         self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1
     ) -> QuantumCircuit:
         """Native circuit for ``item``; raises InvalidCircuitError/PayloadError with the fix."""
         if not isinstance(item, dict):
             parse_circuit(item, index)  # raises the PayloadError that explains the expected shape
-        key = (content_key(item), optimization_level, calibration.id, item.get("name"))
+        key = self._key(item, calibration, optimization_level)
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:

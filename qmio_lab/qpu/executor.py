@@ -57,6 +57,7 @@ class Executor(threading.Thread):
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._calibration_requests: list[Future] = []
+        self._effective: tuple[tuple, Calibration] | None = None
         self._lock = threading.Lock()
 
     # ---- control from other threads -------------------------------------------------------
@@ -119,10 +120,17 @@ class Executor(threading.Thread):
         log.info("calibrated: %s", cal.id)
         return cal
 
-    def _effective_calibration(self) -> Calibration:
+    def effective_calibration(self) -> Calibration:
+        """The drifted calibration, recomputed once per drift step rather than per job."""
         now = self.clock.now()
         epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
-        return self.device.calibration_at(now - (now - epoch) % self._drift_step)
+        current = self.device.calibration
+        # never before the newest snapshot, or a fresh calibration would not be used at once
+        step = max(now - (now - epoch) % self._drift_step, min(current.taken_at, now))
+        key = (current.id, step)
+        if self._effective is None or self._effective[0] != key:
+            self._effective = (key, self.device.calibration_at(step))
+        return self._effective[1]
 
     def _run_next(self) -> bool:
         order = self.store.queue_order()
@@ -140,7 +148,7 @@ class Executor(threading.Thread):
         assert job is not None
         self.running_job = job
         self.on_job_change(job_id)
-        cal = self._effective_calibration()
+        cal = self.effective_calibration()
         try:
             items = self.store.job_circuits(job_id)
             circuits = [
