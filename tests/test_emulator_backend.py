@@ -51,9 +51,11 @@ def backend(local) -> EmulatorBackend:
 
 
 def test_noiseless_ghz_gives_only_all_zeros_and_all_ones(backend):
-    result = backend.run(ghz(3), shots=2000).result()
+    job = backend.run(ghz(3), shots=2000)
+    result = job.result()
     counts = result.get_counts()
     assert set(counts) == {"000", "111"} and sum(counts.values()) == 2000
+    assert result.job_id == job.job_id() and isinstance(result.job_id, str)
     meta = result.results[0].metadata
     assert meta["method"] == "statevector" and meta["worker"].startswith("tcp://")
     assert result.method == "statevector" and result.batches == 1

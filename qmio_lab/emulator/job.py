@@ -108,7 +108,7 @@ class EmulatorJob(JobV1):
         methods = Counter(m.get("method") for m in metas)
         return Result(
             backend_name=self._backend.name, backend_version=self._backend.backend_version,
-            job_id=self.job_id, success=all(e.success for e in experiments), results=experiments,
+            job_id=self.job_id(), success=all(e.success for e in experiments), results=experiments,
             date=datetime.now(timezone.utc).isoformat(),
             method=methods.most_common(1)[0][0] if methods else None,
             methods=dict(methods),
