@@ -2,7 +2,6 @@
 measured in the same run. Run: `make bench` (or .venv/bin/python bench/bench_qpu.py)."""
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import threading
@@ -114,20 +113,19 @@ def p5_concurrency(svc: BenchService, clients: int = 20, jobs_each: int = 100) -
     cal = svc.client().calibration()
     native = transpile(bell(), target=QmioDevice(seed=0, history=[cal]).target(cal), seed_transpiler=1)
     ids: dict[str, list[str]] = {"alice": [], "bob": []}
-    lat: list[float] = []
+    spans: dict[str, tuple[float, float]] = {}  # job id -> (client sent, client got the result)
     lock = threading.Lock()
 
     def worker(k: int) -> None:
         user = "alice" if k % 2 == 0 else "bob"
         client = svc.client(user)
         for _ in range(jobs_each):
-            t = time.perf_counter()
+            t = time.time()
             job = client.submit(native, shots=100)
             done = client.wait(job["id"])
-            elapsed = time.perf_counter() - t
             with lock:
                 ids[user].append(job["id"])
-                lat.append(elapsed)
+                spans[job["id"]] = (t, time.time())
             assert done["state"] == "done"
 
     t0 = time.perf_counter()
@@ -138,20 +136,24 @@ def p5_concurrency(svc: BenchService, clients: int = 20, jobs_each: int = 100) -
         th.join()
     wall = time.perf_counter() - t0
     admin = svc.client("ops")
-    records = [r for r in admin.jobs(limit=100000) if r["id"] in set(ids["alice"]) | set(ids["bob"])]
+    records = [r for r in admin.jobs(limit=100000) if r["id"] in spans]
     lost = clients * jobs_each - sum(1 for r in records if r["state"] == "done")
-    run_s = [(_ts(r["finished_at"]) - _ts(r["started_at"])) for r in records]
-    sim = statistics.median(run_s)
-    # With every client waiting on its own job, a job's latency beyond its own run is queueing
-    # behind the other 19 clients' jobs: report it per concurrent client.
-    beyond = [(x - sim) * 1000 / clients for x in lat]
+    runs = np.array([(_ts(r["started_at"]), _ts(r["finished_at"])) for r in records])
+    sim = float(np.median(runs[:, 1] - runs[:, 0]))
+    # Latency beyond simulation: what a job's client waited minus the time the one QPU spent
+    # simulating (its own job and the jobs run meanwhile) — the service's own overhead and idle gaps.
+    beyond = []
+    for r in records:
+        sent, got = spans[r["id"]]
+        busy = np.clip(np.minimum(runs[:, 1], got) - np.maximum(runs[:, 0], sent), 0, None).sum()
+        beyond.append((got - sent - busy) * 1000)
     p99 = float(np.percentile(beyond, 99))
     served = {u: sum(1 for r in records if r["user"] == u) for u in ids}
     share = min(served.values()) / max(served.values())
     return [
         {"id": "P5a", "what": f"{clients} clients x {jobs_each} jobs: lost jobs", "ours": str(lost),
          "baseline": f"{clients * jobs_each} submitted", "ratio": "-", "goal": "0", "met": lost == 0},
-        {"id": "P5b", "what": "p99 latency beyond simulation time, per concurrent client",
+        {"id": "P5b", "what": "p99 latency beyond simulation time (QPU busy time removed)",
          "ours": f"{p99:.1f} ms", "baseline": f"{sim * 1000:.2f} ms run", "ratio": "-", "goal": "≤ 50 ms",
          "met": p99 <= 50},
         {"id": "P5c", "what": "fair share alice:bob (jobs done), throughput",

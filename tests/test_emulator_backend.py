@@ -14,27 +14,9 @@ from qiskit.providers import JobStatus
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.emulator import EmulatorBackend
 from qmio_lab.errors import EmulatorJobError, EmulatorMemoryError, InvalidCircuitError
+from circuits import basis_state, ghz
 
 GiB = 2**30
-
-
-def basis_state(i: int, n: int) -> QuantumCircuit:
-    """Prepares |i> and measures it: the counts name the circuit, so order errors show."""
-    qc = QuantumCircuit(n, name=f"basis{i}")
-    for k in range(n):
-        if i >> k & 1:
-            qc.x(k)
-    qc.measure_all()
-    return qc
-
-
-def ghz(n: int) -> QuantumCircuit:
-    qc = QuantumCircuit(n, name=f"ghz{n}")
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,13 @@ from pathlib import Path
 import dask.config
 import pytest
 from distributed import Client
-from qiskit import QuantumCircuit
 
 from qmio_lab.device import QmioDevice
 from qmio_lab.emulator import EmulatorBackend, make_cluster
 from slurm.fixtures import SCRIPT, diagnostics
+from circuits import basis_state, ghz
 
 pytestmark = pytest.mark.slurm
-
 
 
 @pytest.fixture(scope="module")
@@ -57,30 +56,6 @@ def slurm_emulator(slurm_conf, tmp_path_factory):
 def backend(slurm_emulator) -> EmulatorBackend:
     cluster, client = slurm_emulator
     return EmulatorBackend(client=client, cluster=cluster)
-
-
-def basis_state(i: int, n: int, depth: int = 0) -> QuantumCircuit:
-    """|i> after ``depth`` layers that cancel out: real work, exactly known counts."""
-    qc = QuantumCircuit(n, name=f"basis{i}")
-    for _ in range(depth):
-        qc.h(range(n))
-        qc.cz(0, n - 1)
-        qc.cz(0, n - 1)
-        qc.h(range(n))
-    for k in range(n):
-        if i >> k & 1:
-            qc.x(k)
-    qc.measure_all()
-    return qc
-
-
-def ghz(n: int) -> QuantumCircuit:
-    qc = QuantumCircuit(n)
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
 
 
 def test_the_script_is_idempotent(slurm_conf):

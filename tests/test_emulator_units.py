@@ -13,17 +13,9 @@ from qmio_lab.emulator.memory import (
 from qmio_lab.emulator.replay import is_native, resolve_noise, to_device
 from qmio_lab.emulator.runner import batch_size, plan_batches
 from qmio_lab.errors import CalibrationError, EmulatorClusterError, EmulatorMemoryError
+from circuits import ghz
 
 GiB = 2**30
-
-
-def ghz(n: int) -> QuantumCircuit:
-    qc = QuantumCircuit(n, name=f"ghz{n}")
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
 
 
 def all_to_all(n: int) -> QuantumCircuit:

@@ -4,17 +4,9 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from qiskit import QuantumCircuit
 
 from service_process import ServiceProcess
-
-
-def bell() -> QuantumCircuit:
-    qc = QuantumCircuit(2)
-    qc.h(0)
-    qc.cx(0, 1)
-    qc.measure_all()
-    return qc
+from circuits import bell
 
 
 def _wait_for(predicate, timeout: float = 30.0, every: float = 0.02):

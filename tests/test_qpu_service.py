@@ -9,6 +9,7 @@ from qiskit import QuantumCircuit, qasm2, qasm3
 
 from qmio_lab.qpu import QPUBackend, QPUServiceError
 from service_process import ServiceProcess
+from circuits import bell
 
 QASM2_GHZ = """OPENQASM 2.0;
 include "qelib1.inc";
@@ -19,14 +20,6 @@ cx q[0],q[1];
 cx q[1],q[2];
 measure q -> c;
 """
-
-
-def bell() -> QuantumCircuit:
-    qc = QuantumCircuit(2, name="bell")
-    qc.h(0)
-    qc.cx(0, 1)
-    qc.measure_all()
-    return qc
 
 
 @pytest.fixture(scope="module")

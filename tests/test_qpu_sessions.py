@@ -14,6 +14,7 @@ import qmio_lab
 from qmio_lab.qpu import QPUBackend, QPUServiceError
 from qmio_lab.sessions import Session
 from service_process import ServiceProcess
+from circuits import bell
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +22,6 @@ def svc(tmp_path_factory):
     service = ServiceProcess(tmp_path_factory.mktemp("sessions")).start()
     yield service
     service.stop()
-
-
-def bell() -> QuantumCircuit:
-    qc = QuantumCircuit(2)
-    qc.h(0)
-    qc.cx(0, 1)
-    qc.measure_all()
-    return qc
 
 
 def test_vqe_style_loop_transpiles_once(svc):

@@ -8,22 +8,14 @@ from qiskit.exceptions import QiskitError
 from qmio_lab.device import QmioDevice, QmioSimulator
 from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 
+from circuits import ghz
 from moments import MONDAY
 
 SHOTS = 4000
 
 
-def ghz(n: int = 3) -> QuantumCircuit:
-    qc = QuantumCircuit(n, name=f"ghz{n}")
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
-
-
 def ghz_fidelity(sim: QmioSimulator, at) -> float:
-    circuit = transpile(ghz(), sim, seed_transpiler=1)
+    circuit = transpile(ghz(3), sim, seed_transpiler=1)
     counts = sim.run(circuit, shots=SHOTS, at=at, seed_simulator=5).result().get_counts()
     return (counts.get("000", 0) + counts.get("111", 0)) / SHOTS
 

@@ -145,7 +145,7 @@ class Store:
         Priority first; within a priority, users take turns (each user's k-th queued job
         ranks k-th, ties go to the user served least recently); then submission order.
         """
-        sql = f"""
+        sql = """
             SELECT j.id, j.user, j.priority, j.num_circuits, j.shots, j.seq,
                    ROW_NUMBER() OVER (PARTITION BY j.user, j.priority ORDER BY j.seq) AS turn,
                    COALESCE(f.last_started, 0) AS last_served

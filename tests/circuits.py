@@ -1,0 +1,29 @@
+"""Small circuits the tests share; each one's ideal counts are known exactly."""
+from __future__ import annotations
+
+from qiskit import QuantumCircuit
+
+from qmio_lab.demo import ghz_circuit as ghz  # noqa: F401 - the demo's GHZ, measured
+
+
+def bell() -> QuantumCircuit:
+    qc = QuantumCircuit(2, name="bell")
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    return qc
+
+
+def basis_state(i: int, n: int, depth: int = 0) -> QuantumCircuit:
+    """|i> (after ``depth`` layers that cancel out): the counts name the circuit, so order errors show."""
+    qc = QuantumCircuit(n, name=f"basis{i}")
+    for _ in range(depth):
+        qc.h(range(n))
+        qc.cz(0, n - 1)
+        qc.cz(0, n - 1)
+        qc.h(range(n))
+    for k in range(n):
+        if i >> k & 1:
+            qc.x(k)
+    qc.measure_all()
+    return qc
