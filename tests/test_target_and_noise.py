@@ -57,3 +57,18 @@ def test_noise_model_covers_every_qubit_and_coupler(device: QmioDevice):
     q = device.calibration.qubits[2]
     probs = build_noise_model(device.calibration, (2,))._local_readout_errors[(0,)].probabilities
     assert probs[0][1] == pytest.approx(q.readout_p10) and probs[1][0] == pytest.approx(q.readout_p01)
+
+
+def test_noise_model_serialises_once_and_forgets_on_change(device: QmioDevice):
+    import copy
+
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+    model = build_noise_model(device.calibration, (0, 5))
+    first = model.to_dict(serializable=True)
+    assert model.to_dict(serializable=True) is first  # Aer asks on every run: answered from cache
+    clone = copy.deepcopy(model)
+    assert type(clone) is NoiseModel and clone.to_dict(serializable=True) == first
+    model.add_all_qubit_quantum_error(depolarizing_error(0.1, 1), ["x"])
+    changed = model.to_dict(serializable=True)
+    assert changed is not first and len(changed["errors"]) == len(first["errors"]) + 1

@@ -5,6 +5,7 @@ simulates 3 qubits with exactly their noise and pays nothing for the other 29.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 from qiskit_aer.noise import (
@@ -15,6 +16,56 @@ from qmio_lab.device.calibration import Calibration, QubitCalibration
 from qmio_lab.device.generation import coherence_limited_error
 
 NATIVE_GATES = ("rz", "sx", "x", "ecr")
+
+
+class CachedNoiseModel(NoiseModel):
+    """A NoiseModel that serialises itself once.
+
+    Aer turns the noise model into a dict (and through JSON) on every ``run()``: for a small
+    circuit that costs more than the simulation (~10 ms against ~1 ms). Our models do not change
+    once built, so the dict is kept; any ``add_*`` call drops it, and copies start without it.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._dict_cache: dict[bool, dict] = {}
+
+    def to_dict(self, serializable: bool = False) -> dict:
+        cached = self._dict_cache.get(serializable)
+        if cached is None:
+            cached = self._dict_cache[serializable] = super().to_dict(serializable)
+        return cached
+
+    def __deepcopy__(self, memo: dict) -> NoiseModel:
+        clone = NoiseModel.__new__(NoiseModel)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            if key != "_dict_cache":
+                setattr(clone, key, copy.deepcopy(value, memo))
+        return clone
+
+    def _changed(self) -> None:
+        self._dict_cache.clear()
+
+    def add_basis_gates(self, *args, **kwargs):
+        self._changed()
+        return super().add_basis_gates(*args, **kwargs)
+
+    def add_all_qubit_quantum_error(self, *args, **kwargs):
+        self._changed()
+        return super().add_all_qubit_quantum_error(*args, **kwargs)
+
+    def add_quantum_error(self, *args, **kwargs):
+        self._changed()
+        return super().add_quantum_error(*args, **kwargs)
+
+    def add_all_qubit_readout_error(self, *args, **kwargs):
+        self._changed()
+        return super().add_all_qubit_readout_error(*args, **kwargs)
+
+    def add_readout_error(self, *args, **kwargs):
+        self._changed()
+        return super().add_readout_error(*args, **kwargs)
 
 
 def relaxation(q: QubitCalibration, duration: float) -> QuantumError:
@@ -44,11 +95,11 @@ def readout_error(q: QubitCalibration) -> ReadoutError:
     return ReadoutError([[1 - q.readout_p10, q.readout_p10], [q.readout_p01, 1 - q.readout_p01]])
 
 
-def build_noise_model(cal: Calibration, qubits: Sequence[int] | None = None) -> NoiseModel:
+def build_noise_model(cal: Calibration, qubits: Sequence[int] | None = None) -> CachedNoiseModel:
     """Noise model for physical ``qubits`` (default: all), renumbered in the given order."""
     phys = list(range(cal.num_qubits)) if qubits is None else list(qubits)
     index = {p: i for i, p in enumerate(phys)}
-    model = NoiseModel(basis_gates=list(NATIVE_GATES))
+    model = CachedNoiseModel(basis_gates=list(NATIVE_GATES))
     for p in phys:
         q = cal.qubits[p]
         err = gate_error([q], q.sx_duration, q.sx_error)
