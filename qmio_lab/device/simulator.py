@@ -25,6 +25,7 @@ from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 
 ALLOWED_OPERATIONS = frozenset({"rz", "sx", "x", "ecr", "measure", "delay", "barrier"})
 _CLOCK_RESOLUTION = timedelta(minutes=1)  # drift over a minute is far below shot noise
+_SERIAL_QUBITS = 14  # Aer's own threshold for parallel state updates
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "ps": 1e-12}
 
 
@@ -214,8 +215,12 @@ class QmioSimulator(BackendV2):
         ordered: dict[int, Any] = {}
         for qubits, items in groups.items():
             noise = self.device.noise_model(cal, qubits)
+            # Small circuits gain nothing from OpenMP, and its idle threads spin on the cores the
+            # service's other threads need; wide ones get every core.
+            threads = 1 if len(qubits) <= _SERIAL_QUBITS else 0
             res = self._aer.run(
                 [c for _, c in items], shots=shots, noise_model=noise, seed_simulator=seed,
+                max_parallel_threads=threads,
             ).result()
             if not res.success:
                 raise RuntimeError(f"simulation failed: {res.status}")
