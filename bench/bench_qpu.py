@@ -67,7 +67,7 @@ def p1_latency(svc: BenchService, n: int = 300) -> dict:
     return {
         "id": "P1", "what": "Bell 1000 shots via service: added latency median / p99",
         "ours": f"{re['median_ms']:.2f} / {re['p99_ms']:.2f} ms", "baseline": f"{lo['median_ms']:.2f} / {lo['p99_ms']:.2f} ms (Aer)",
-        "ratio": f"+{added_med:.2f} / +{added_p99:.2f} ms", "goal": "≤ +1.5 / +5 ms",
+        "ratio": f"{added_med:+.2f} / {added_p99:+.2f} ms", "goal": "≤ +1.5 / +5 ms",
         "met": added_med <= 1.5 and added_p99 <= 5.0,
     }
 
