@@ -69,31 +69,45 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._conn_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
         self.version = 0  # bumped on every queue change; lets readers cache the queue order
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+        db = self._conn()
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection: in WAL mode readers never wait for the writer, so the HTTP
+        loop's reads do not hold up the QPU thread (one shared connection made them queue)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+            db.execute("PRAGMA busy_timeout=10000")
+            self._local.db = db
+            with self._conn_lock:
+                self._connections.append(db)
+        return db
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            self.version += 1
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")  # SQLite serialises writers; busy_timeout waits a turn
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self.version += 1
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._conn_lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
 
     # ---- jobs ---------------------------------------------------------------------------
     def add_job(
@@ -112,13 +126,11 @@ class Store:
         return self.job(job_id)  # type: ignore[return-value]
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._conn().execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return dict(row) if row else None
 
     def job_circuits(self, job_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            row = self._db.execute("SELECT circuits FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._conn().execute("SELECT circuits FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return json.loads(row["circuits"]) if row else []
 
     def jobs(
@@ -136,8 +148,7 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
-        with self._lock:
-            return [dict(r) for r in self._db.execute(sql, (*args, limit))]
+        return [dict(r) for r in self._conn().execute(sql, (*args, limit))]
 
     def queue_order(self) -> list[dict[str, Any]]:
         """Queued jobs in the order they will run.
@@ -153,8 +164,7 @@ class Store:
             WHERE j.state = 'queued'
             ORDER BY j.priority DESC, turn, last_served, j.seq
         """
-        with self._lock:
-            return [dict(r) for r in self._db.execute(sql)]
+        return [dict(r) for r in self._conn().execute(sql)]
 
     def claim(self, job_id: str) -> bool:
         """Move a queued job to running; False if it was cancelled meanwhile."""
@@ -204,34 +214,30 @@ class Store:
         return cur.rowcount
 
     def result(self, job_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        row = self._conn().execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
         return json.loads(row["body"]) if row else None
 
     def counts_by_state(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
+        rows = self._conn().execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
         out = dict.fromkeys(STATES, 0)
         out.update({r["state"]: r["n"] for r in rows})
         return out
 
     def recent_durations(self, limit: int = 50) -> list[tuple[float, int]]:
         """(seconds, circuits) of the latest finished jobs, for ETAs."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT finished_at - started_at AS d, num_circuits FROM jobs "
-                "WHERE state = 'done' AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?", (limit,),
-            ).fetchall()
+        rows = self._conn().execute(
+            "SELECT finished_at - started_at AS d, num_circuits FROM jobs "
+            "WHERE state = 'done' AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?", (limit,),
+        ).fetchall()
         return [(r["d"], r["num_circuits"]) for r in rows]
 
     # ---- sessions (exclusive reservations) ------------------------------------------------
     def active_session(self) -> dict[str, Any] | None:
         """The reservation holding the QPU now, if any (at most one at a time)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM sessions WHERE closed_at IS NULL AND expires_at > ? ORDER BY created_at LIMIT 1",
-                (time.time(),),
-            ).fetchone()
+        row = self._conn().execute(
+            "SELECT * FROM sessions WHERE closed_at IS NULL AND expires_at > ? ORDER BY created_at LIMIT 1",
+            (time.time(),),
+        ).fetchone()
         return dict(row) if row else None
 
     def open_session(self, user: str, max_time_s: float) -> tuple[dict[str, Any], bool]:
@@ -251,8 +257,7 @@ class Store:
         return self.session(sid), True  # type: ignore[return-value]
 
     def session(self, sid: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
+        row = self._conn().execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
         return dict(row) if row else None
 
     def sessions(self, user: str | None = None, active_only: bool = True) -> list[dict[str, Any]]:
@@ -263,8 +268,7 @@ class Store:
         if active_only:
             sql += " AND closed_at IS NULL AND expires_at > ?"
             args.append(time.time())
-        with self._lock:
-            return [dict(r) for r in self._db.execute(sql + " ORDER BY created_at DESC LIMIT 100", args)]
+        return [dict(r) for r in self._conn().execute(sql + " ORDER BY created_at DESC LIMIT 100", args)]
 
     def close_sessions(self, user: str, sid: str | None = None) -> int:
         sql = "UPDATE sessions SET closed_at = ? WHERE user = ? AND closed_at IS NULL"
@@ -284,14 +288,12 @@ class Store:
             )
 
     def calibrations(self) -> list[Calibration]:
-        with self._lock:
-            rows = self._db.execute("SELECT body FROM calibrations ORDER BY taken_at").fetchall()
+        rows = self._conn().execute("SELECT body FROM calibrations ORDER BY taken_at").fetchall()
         return [Calibration.from_json(r["body"]) for r in rows]
 
     # ---- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row["value"] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
