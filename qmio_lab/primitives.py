@@ -19,7 +19,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit.providers import BackendV2
 
 from qmio_lab.observables import group_paulis, pauli_expectations
-from qmio_lab.sessions import Session, Template
+from qmio_lab.sessions import Session, Template, circuit_digest
 
 Mode = str | BackendV2 | Session
 
@@ -102,11 +102,12 @@ class EstimatorV2(BaseEstimatorV2):
             shots = max(math.ceil(1.0 / pub.precision**2), 1)
             observables = pub.observables.ravel()
             groups = group_paulis(label for obs in observables for label in obs)
-            base = self.session.template(pub.circuit)
+            digest = circuit_digest(pub.circuit)  # once per call: it serialises the circuit
+            base = self.session.template(pub.circuit, digest)
             rows, pshape = _rows(base, pub.parameter_values)
             first = len(work)
             for group in groups:
-                work.append((self.session.measured(pub.circuit, group), rows))
+                work.append((self.session.measured(pub.circuit, group, digest), rows))
             plans.append((pub, groups, first, pshape, shots))
             shots_of.append(shots)
         counts = self._run_work(work, shots_of, plans)

@@ -88,9 +88,9 @@ class Session:
         return self.backend.client  # type: ignore[attr-defined]
 
     # ---- templates ---------------------------------------------------------------------------
-    def template(self, circuit: QuantumCircuit) -> Template:
+    def template(self, circuit: QuantumCircuit, digest: str | None = None) -> Template:
         """The transpiled template of ``circuit`` (transpiled on first use only)."""
-        key = circuit_digest(circuit)
+        key = digest or circuit_digest(circuit)
         with self._lock:
             cached = self._templates.get(key)
         if cached is not None:
@@ -104,12 +104,13 @@ class Session:
             self._templates[key] = template
         return template
 
-    def measured(self, circuit: QuantumCircuit, group) -> Template:
+    def measured(self, circuit: QuantumCircuit, group, digest: str | None = None) -> Template:
         """Template plus the native basis change and measurements of one observable group."""
         from qmio_lab.observables import append_measurement
 
-        base = self.template(circuit)
-        key = (circuit_digest(circuit), group.key)
+        digest = digest or circuit_digest(circuit)
+        base = self.template(circuit, digest)
+        key = (digest, group.key)
         with self._lock:
             cached = self._measured.get(key)
         if cached is None:

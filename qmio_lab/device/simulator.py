@@ -208,9 +208,16 @@ class QmioSimulator(BackendV2):
         seed: int | None = None, job_id: str = "",
     ) -> Result:
         """Sample already-validated circuits with the noise of ``cal``; results keep input order."""
+        pairs = [compact(circuit, cal, self.device.dt) for circuit in circuits]
+        return self.execute_compact(pairs, shots, cal, seed, job_id)
+
+    def execute_compact(
+        self, pairs: Iterable[tuple[QuantumCircuit, tuple[int, ...]]], shots: int, cal: Calibration,
+        seed: int | None = None, job_id: str = "",
+    ) -> Result:
+        """:meth:`execute` for circuits already passed through :func:`compact` (with their qubits)."""
         groups: dict[tuple[int, ...], list[tuple[int, QuantumCircuit]]] = {}
-        for i, circuit in enumerate(circuits):
-            small, qubits = compact(circuit, cal, self.device.dt)
+        for i, (small, qubits) in enumerate(pairs):
             groups.setdefault(qubits, []).append((i, small))
         ordered: dict[int, Any] = {}
         for qubits, items in groups.items():

@@ -14,7 +14,7 @@ from qiskit import QuantumCircuit, transpile
 from qiskit.transpiler.exceptions import TranspilerError
 
 from qmio_lab.device import Calibration, QmioDevice
-from qmio_lab.device.simulator import check_circuit
+from qmio_lab.device.simulator import check_circuit, compact
 from qmio_lab.errors import InvalidCircuitError
 from qmio_lab.qpu.circuits import content_key, parse_circuit
 
@@ -24,7 +24,7 @@ _SEED = 1234  # fixed so the same circuit always maps to the same qubits
 class Compiler:
     def __init__(self, device: QmioDevice, max_entries: int = 4096) -> None:
         self.device = device
-        self._cache: OrderedDict[tuple, QuantumCircuit] = OrderedDict()
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_entries
         self.transpile_count = 0
@@ -62,6 +62,27 @@ class Compiler:
             if len(self._cache) > self._max:
                 self._cache.popitem(last=False)
         return native
+
+    def compile_compact(
+        self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1
+    ) -> tuple[QuantumCircuit, QuantumCircuit, tuple[int, ...]]:
+        """The native template, and its compact form (only the qubits it uses) with those qubits.
+
+        Compacting once per template, not once per parameter binding, keeps a hybrid loop's
+        per-call work to binding values.
+        """
+        template = self.compile(item, index, calibration, optimization_level)
+        key = ("compact", *self._key(item, calibration, optimization_level), calibration.effective_at)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is None:
+            cached = compact(template, calibration, self.device.dt)
+            with self._lock:
+                self._cache[key] = cached
+                if len(self._cache) > self._max:
+                    self._cache.popitem(last=False)
+        small, qubits = cached
+        return template, small, qubits
 
     def _native_or_none(self, circuit: QuantumCircuit) -> QuantumCircuit | None:
         if circuit.num_qubits != self.device.num_qubits:

@@ -151,12 +151,11 @@ class Executor(threading.Thread):
         cal = self.effective_calibration()
         try:
             items = self.store.job_circuits(job_id)
-            circuits = [
-                bound
-                for i, item in enumerate(items)
-                for bound in bind_rows(item, self.compiler.compile(item, i, cal, job["optimization_level"]))
-            ]
-            result = self.simulator.execute(circuits, job["shots"], cal, job_id=job_id)
+            pairs = []
+            for i, item in enumerate(items):
+                template, small, qubits = self.compiler.compile_compact(item, i, cal, job["optimization_level"])
+                pairs.extend((bound, qubits) for bound in bind_rows(item, template, small))
+            result = self.simulator.execute_compact(pairs, job["shots"], cal, job_id=job_id)
             self.store.finish(job_id, result=result_body(result, cal), calibration_id=cal.id)
         except QmioError as exc:
             self.store.fail(job_id, str(exc), cal.id)
