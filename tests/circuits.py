@@ -6,6 +6,25 @@ from qiskit import QuantumCircuit
 from qmio_lab.demo import ghz_circuit as ghz  # noqa: F401 - the demo's GHZ, measured
 
 
+BELL_QASM2 = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[2];
+creg c[2];
+h q[0];
+cx q[0], q[1];
+measure q -> c;
+"""
+
+BELL_QASM3 = """OPENQASM 3.0;
+include "stdgates.inc";
+qubit[2] q;
+bit[2] c;
+h q[0];
+cx q[0], q[1];
+c = measure q;
+"""
+
+
 def bell() -> QuantumCircuit:
     qc = QuantumCircuit(2, name="bell")
     qc.h(0)

@@ -8,20 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-
-BELL_QASM = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0],q[1];
-measure q -> c;
-"""
+from circuits import BELL_QASM2 as BELL_QASM  # noqa: F401 - used by the handler tests
+from service_process import stop_pid
 
 
 @contextmanager
@@ -49,16 +40,3 @@ def local_service(home: Path) -> Iterator[dict]:
             os.environ["QMIO_LAB_HOME"] = old
 
 
-def stop_pid(pid: int, timeout: float = 15.0) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)

@@ -75,3 +75,26 @@ class ServiceProcess:
         if user:
             headers["Authorization"] = f"Bearer {USERS[user]['token']}"
         return requests.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kw)
+
+
+def stop_pid(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM, wait for the process to go, SIGKILL if it will not."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+
+def stop_local_service(home: Path) -> None:
+    """Stop the QPU service that ``default_client()`` started under ``home`` (its discovery pid)."""
+    disc = home / "qpu" / "service.json"
+    if disc.exists():
+        stop_pid(int(json.loads(disc.read_text())["pid"]))

@@ -10,13 +10,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from service_process import stop_local_service
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +75,4 @@ def test_binder_environment_runs_the_quickstart(tmp_path):
         lab_list = subprocess.run(["jupyter", "labextension", "list"], env=env, capture_output=True, text=True)
         assert re.search(r"qmio-lab .*enabled", lab_list.stdout + lab_list.stderr)
     finally:
-        disc = home / ".local" / "share" / "qmio_lab" / "qpu" / "service.json"
-        if disc.exists():
-            os.kill(json.loads(disc.read_text())["pid"], signal.SIGTERM)
+        stop_local_service(home / ".local" / "share" / "qmio_lab")

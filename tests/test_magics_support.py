@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from jupyter_client import KernelManager
+from circuits import BELL_QASM2, BELL_QASM3  # noqa: F401 - re-exported to the magics tests
+from service_process import stop_local_service as stop_service
 
 
 class KernelError(AssertionError):
@@ -110,39 +111,3 @@ class Kernel:
             stop_service(self.home)
 
 
-def stop_service(home: Path) -> None:
-    """Stop the QPU service a kernel started under ``home``, by the pid it recorded."""
-    disc = home / "qpu" / "service.json"
-    if not disc.exists():
-        return
-    pid = int(json.loads(disc.read_text())["pid"])
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-
-
-BELL_QASM2 = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0], q[1];
-measure q -> c;
-"""
-
-BELL_QASM3 = """OPENQASM 3.0;
-include "stdgates.inc";
-qubit[2] q;
-bit[2] c;
-h q[0];
-cx q[0], q[1];
-c = measure q;
-"""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from service_process import stop_local_service
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -44,9 +44,7 @@ def lab_home(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    disc = home / "qpu" / "service.json"
-    if disc.exists():
-        os.kill(json.loads(disc.read_text())["pid"], signal.SIGTERM)
+    stop_local_service(home)
 
 
 def test_01_quickstart(lab_home):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from qiskit import QuantumCircuit
 
 import qmio_lab
 from qmio_lab.qpu import launcher
+from service_process import stop_local_service
 
 
 @pytest.fixture
@@ -23,9 +23,7 @@ def lab_home(tmp_path, monkeypatch):
     launcher.reset_default_client()
     yield tmp_path
     launcher.reset_default_client()
-    disc = tmp_path / "qpu" / "service.json"
-    if disc.exists():
-        os.kill(json.loads(disc.read_text())["pid"], signal.SIGTERM)
+    stop_local_service(tmp_path)
 
 
 def test_embedded_service_started_on_demand_and_shared(lab_home):
