@@ -34,11 +34,17 @@ class Compiler:
     def _key(item: dict[str, Any], calibration: Calibration, optimization_level: int) -> tuple:
         return (content_key(item), optimization_level, calibration.id, item.get("name"))
 
-    def is_cached(self, item: Any, calibration: Calibration, optimization_level: int = 1) -> bool:
+    def cached(self, item: Any, calibration: Calibration, optimization_level: int = 1) -> QuantumCircuit | None:
+        """The native template if it is already known (cheap: no parsing, no transpiler)."""
         if not isinstance(item, dict):
-            return False
+            return None
+        key = self._key(item, calibration, optimization_level)
         with self._lock:
-            return self._key(item, calibration, optimization_level) in self._cache
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                self.hits += 1
+            return hit
 
     def compile(
         self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1
@@ -46,13 +52,10 @@ class Compiler:
         """Native circuit for ``item``; raises InvalidCircuitError/PayloadError with the fix."""
         if not isinstance(item, dict):
             parse_circuit(item, index)  # raises the PayloadError that explains the expected shape
+        hit = self.cached(item, calibration, optimization_level)
+        if hit is not None:
+            return hit
         key = self._key(item, calibration, optimization_level)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                self.hits += 1
-                return cached
         circuit = parse_circuit(item, index)
         native = self._native_or_none(circuit)
         if native is None:

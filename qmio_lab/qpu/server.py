@@ -153,11 +153,12 @@ class JobsHandler(BaseHandler):
         cal = svc.executor.effective_calibration()  # the figures jobs run with, as of this drift step
         level = spec["optimization_level"]
         try:
-            if all(svc.compiler.is_cached(item, cal, level) for item in spec["circuits"]):
-                self._compile_all(spec["circuits"], cal, level)  # cache hits: no thread hop needed
-            else:
-                await asyncio.get_running_loop().run_in_executor(
+            templates = [svc.compiler.cached(item, cal, level) for item in spec["circuits"]]
+            if None in templates:  # parsing or transpiling ahead: off the event loop
+                templates = await asyncio.get_running_loop().run_in_executor(
                     _compile_pool, self._compile_all, spec["circuits"], cal, level)
+            for i, (item, template) in enumerate(zip(spec["circuits"], templates)):
+                check_parameter_values(item, template, i)
         except QmioError as exc:
             svc.metrics.rejected.labels("422").inc()
             raise ApiError(422, str(exc)) from exc
@@ -178,10 +179,8 @@ class JobsHandler(BaseHandler):
         # client should not wait for its job to finish to hear that it was accepted.
         svc.executor.wake()
 
-    def _compile_all(self, items: list[dict[str, Any]], cal: Any, level: int) -> None:
-        for i, item in enumerate(items):
-            template = self.service.compiler.compile(item, i, cal, level)
-            check_parameter_values(item, template, i)
+    def _compile_all(self, items: list[dict[str, Any]], cal: Any, level: int) -> list[Any]:
+        return [self.service.compiler.compile(item, i, cal, level) for i, item in enumerate(items)]
 
     def _validate(self, body: dict[str, Any]) -> dict[str, Any]:
         assert self.user is not None
