@@ -38,6 +38,8 @@ from qmio_lab.emulator.memory import STATEVECTOR, estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_SCRIPT = ROOT / "tests" / "slurm" / "slurm.sh"
+sys.path.insert(0, str(ROOT / "tests"))
+from slurm.fixtures import two_worker_settings  # noqa: E402 - the tests' SLURM worker settings
 RESULTS = Path(__file__).with_name("results_emulator.json")
 SHOTS = 1000
 
@@ -78,16 +80,7 @@ def bench_sweep(n_circuits: int, repeats: int, workdir: Path) -> dict:
     circuits = sweep_circuits(n_circuits)
     aer = AerSimulator()  # as a user would run it: Aer picks its own threading
     aer_one_thread = AerSimulator(max_parallel_threads=1)
-    settings = {
-        "qmio.emulator.cluster": "slurm",
-        "qmio.emulator.slurm.adapt": {"minimum": 2, "maximum": 2},
-        "jobqueue.slurm.cores": 1,
-        "jobqueue.slurm.memory": "2GiB",
-        "jobqueue.slurm.python": sys.executable,
-        "jobqueue.slurm.local-directory": str(workdir / "workers"),
-        "jobqueue.slurm.log-directory": str(workdir / "logs"),
-        "jobqueue.slurm.scheduler-options": {"host": "127.0.0.1", "dashboard_address": ":0"},
-    }
+    settings = two_worker_settings(workdir)
     with dask.config.set(settings):
         cluster, address = make_cluster()
     client = Client(address)

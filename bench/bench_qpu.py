@@ -9,12 +9,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from qiskit import QuantumCircuit, transpile
+from qiskit import transpile
 from qiskit.circuit.library import efficient_su2
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
+from qmio_lab.demo import bell_circuit
 from common import USERS, BenchService, save, stats_ms, table
 
 
@@ -24,14 +25,6 @@ def plain(model):
     import copy
 
     return copy.deepcopy(model)
-
-
-def bell() -> QuantumCircuit:
-    qc = QuantumCircuit(2, name="bell")
-    qc.h(0)
-    qc.cx(0, 1)
-    qc.measure_all()
-    return qc
 
 
 def p1_latency(svc: BenchService, n: int = 300) -> dict:
@@ -45,7 +38,7 @@ def p1_latency(svc: BenchService, n: int = 300) -> dict:
     from qmio_lab.device.noise import build_noise_model
 
     device = QmioDevice(seed=0, history=[cal])
-    native = transpile(bell(), target=device.target(cal), seed_transpiler=1)
+    native = transpile(bell_circuit(), target=device.target(cal), seed_transpiler=1)
     small, qubits = compact(native, cal, device.dt)
     aer = AerSimulator(noise_model=plain(build_noise_model(cal, qubits)))
     for _ in range(20):  # warm both paths
@@ -120,7 +113,7 @@ def p5_concurrency(svc: BenchService, clients: int = 20, jobs_each: int = 100) -
     from qmio_lab.device import QmioDevice
 
     cal = svc.client().calibration()
-    native = transpile(bell(), target=QmioDevice(seed=0, history=[cal]).target(cal), seed_transpiler=1)
+    native = transpile(bell_circuit(), target=QmioDevice(seed=0, history=[cal]).target(cal), seed_transpiler=1)
     from qmio_lab.qpu.circuits import circuit_to_item
 
     item = circuit_to_item(native)

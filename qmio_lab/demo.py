@@ -6,6 +6,15 @@ from qiskit import QuantumCircuit, transpile
 from qmio_lab.device import QmioDevice, QmioSimulator
 
 
+def bell_circuit() -> QuantumCircuit:
+    """The two-qubit Bell state, measured: the smallest circuit with entanglement to check."""
+    qc = QuantumCircuit(2, name="bell")
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    return qc
+
+
 def ghz_circuit(n: int) -> QuantumCircuit:
     qc = QuantumCircuit(n, name=f"ghz{n}")
     qc.h(0)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from qiskit import QuantumCircuit
 
-from qmio_lab.demo import ghz_circuit as ghz  # noqa: F401 - the demo's GHZ, measured
+from qmio_lab.demo import bell_circuit as bell  # noqa: F401 - the demo's circuits, measured
+from qmio_lab.demo import ghz_circuit as ghz  # noqa: F401
 
 
 BELL_QASM2 = """OPENQASM 2.0;
@@ -23,14 +24,6 @@ h q[0];
 cx q[0], q[1];
 c = measure q;
 """
-
-
-def bell() -> QuantumCircuit:
-    qc = QuantumCircuit(2, name="bell")
-    qc.h(0)
-    qc.cx(0, 1)
-    qc.measure_all()
-    return qc
 
 
 def basis_state(i: int, n: int, depth: int = 0) -> QuantumCircuit:

@@ -6,7 +6,6 @@ these tests fail, never skip, when SLURM cannot start.
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from distributed import Client
 
 from qmio_lab.device import QmioDevice
 from qmio_lab.emulator import EmulatorBackend, make_cluster
-from slurm.fixtures import SCRIPT, diagnostics
+from slurm.fixtures import SCRIPT, diagnostics, two_worker_settings
 from circuits import basis_state, ghz
 
 pytestmark = pytest.mark.slurm
@@ -27,17 +26,7 @@ pytestmark = pytest.mark.slurm
 def slurm_emulator(slurm_conf, tmp_path_factory):
     """Two SLURM worker jobs, made from configuration alone, as a user would."""
     work = tmp_path_factory.mktemp("jobqueue")
-    settings = {
-        "qmio.emulator.cluster": "slurm",
-        "qmio.emulator.slurm.adapt": {"minimum": 2, "maximum": 2},
-        "jobqueue.slurm.cores": 1,
-        "jobqueue.slurm.memory": "2GiB",
-        "jobqueue.slurm.walltime": "00:30:00",
-        "jobqueue.slurm.python": sys.executable,
-        "jobqueue.slurm.local-directory": str(work / "workers"),
-        "jobqueue.slurm.log-directory": str(work / "logs"),
-        "jobqueue.slurm.scheduler-options": {"host": "127.0.0.1", "dashboard_address": ":0"},
-    }
+    settings = two_worker_settings(work)
     with dask.config.set(settings):
         cluster, address = make_cluster()
     client = Client(address)

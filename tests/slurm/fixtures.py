@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,21 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).with_name("slurm.sh")
+
+
+def two_worker_settings(workdir: Path) -> dict:
+    """Dask config for an emulator of two 1-core SLURM worker jobs, as a site would set it."""
+    return {
+        "qmio.emulator.cluster": "slurm",
+        "qmio.emulator.slurm.adapt": {"minimum": 2, "maximum": 2},
+        "jobqueue.slurm.cores": 1,
+        "jobqueue.slurm.memory": "2GiB",
+        "jobqueue.slurm.walltime": "00:30:00",
+        "jobqueue.slurm.python": sys.executable,
+        "jobqueue.slurm.local-directory": str(workdir / "workers"),
+        "jobqueue.slurm.log-directory": str(workdir / "logs"),
+        "jobqueue.slurm.scheduler-options": {"host": "127.0.0.1", "dashboard_address": ":0"},
+    }
 
 
 def in_ci() -> bool:
