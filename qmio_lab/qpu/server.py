@@ -62,9 +62,12 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(body))
 
     def send(self, payload: Any, status: int = 200) -> None:
+        self.send_json_text(json.dumps(payload), status)
+
+    def send_json_text(self, text: str, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(payload))
+        self.finish(text)
 
     def json_body(self) -> dict[str, Any]:
         try:
@@ -169,10 +172,11 @@ class JobsHandler(BaseHandler):
             # Synchronous submission (as QMIO's own client): one round trip for job and result.
             svc.executor.wake()
             job = await self.long_poll(job, until_terminal=True)
-            reply = svc.job_view(job)
-            if job["state"] == "done":
-                reply["result"] = svc.store.result(job["id"])
-            self.send(reply, status=201)
+            reply = json.dumps(svc.job_view(job))
+            result = svc.store.result_json(job["id"]) if job["state"] == "done" else None
+            if result is not None:  # splice the stored JSON in rather than parse and re-encode it
+                reply = f'{reply[:-1]}, "result": {result}}}'
+            self.send_json_text(reply, status=201)
             return
         self.send(svc.job_view(job), status=201)
         # Wake the QPU only once the reply is on its way: the simulation holds the GIL, and the
@@ -242,9 +246,9 @@ class ResultHandler(BaseHandler):
     async def get(self, job_id: str) -> None:
         job = await self.long_poll(self.owned_job(job_id), until_terminal=True)
         if job["state"] == "done":
-            result = self.service.store.result(job_id)
+            result = self.service.store.result_json(job_id)
             if result is not None:
-                self.send(result)
+                self.send_json_text(result)
                 return
         view = self.service.job_view(job)
         if job["state"] in ("queued", "running"):

@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from qmio_lab.device.calibration import Calibration
 from qmio_lab.qpu.circuits import expanded_count
 
 TERMINAL_STATES = ("done", "failed", "cancelled")
+_RECENT_RESULTS = 256
 STATES = ("queued", "running", *TERMINAL_STATES)
 
 _SCHEMA = """
@@ -72,6 +74,7 @@ class Store:
         self._local = threading.local()
         self._conn_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._recent_results: OrderedDict[str, str] = OrderedDict()
         self.version = 0  # bumped on every queue change; lets readers cache the queue order
         db = self._conn()
         db.execute("PRAGMA journal_mode=WAL")
@@ -184,12 +187,17 @@ class Store:
         return True
 
     def finish(self, job_id: str, *, result: dict[str, Any], calibration_id: str) -> None:
+        body = json.dumps(result)
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO results (job_id, body) VALUES (?, ?)", (job_id, json.dumps(result)))
+            db.execute("INSERT OR REPLACE INTO results (job_id, body) VALUES (?, ?)", (job_id, body))
             db.execute(
                 "UPDATE jobs SET state = 'done', finished_at = ?, calibration_id = ?, error = NULL "
                 "WHERE id = ? AND state = 'running'", (time.time(), calibration_id, job_id),
             )
+        with self._conn_lock:  # the waiting client asks for it at once: keep it at hand
+            self._recent_results[job_id] = body
+            while len(self._recent_results) > _RECENT_RESULTS:
+                self._recent_results.popitem(last=False)
 
     def fail(self, job_id: str, error: str, calibration_id: str | None = None) -> None:
         with self._tx() as db:
@@ -213,9 +221,18 @@ class Store:
             cur = db.execute("UPDATE jobs SET state = 'queued', started_at = NULL WHERE state = 'running'")
         return cur.rowcount
 
-    def result(self, job_id: str) -> dict[str, Any] | None:
+    def result_json(self, job_id: str) -> str | None:
+        """The stored result as JSON text, ready to send (recent ones without a database read)."""
+        with self._conn_lock:
+            body = self._recent_results.get(job_id)
+        if body is not None:
+            return body
         row = self._conn().execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
-        return json.loads(row["body"]) if row else None
+        return row["body"] if row else None
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        body = self.result_json(job_id)
+        return json.loads(body) if body is not None else None
 
     def counts_by_state(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
