@@ -27,8 +27,11 @@ def plain(model):
     return copy.deepcopy(model)
 
 
-def p1_latency(svc: BenchService, n: int = 300) -> dict:
-    """Bell, 1000 shots, already transpiled: service round trip vs in-process Aer, same noise."""
+def p1_latency(svc: BenchService, n: int = 1000) -> dict:
+    """Bell, 1000 shots, already transpiled: service round trip vs in-process Aer, same noise.
+
+    The two are timed alternately, so a busy moment on the machine hits both alike; 1000
+    pairs keep the median steady from run to run."""
     from qmio_lab.device.simulator import compact
     from qmio_lab.qpu.circuits import circuit_to_item
 

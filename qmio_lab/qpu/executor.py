@@ -39,7 +39,8 @@ def result_body(result: Any, cal: Calibration) -> dict[str, Any]:
 class Executor(threading.Thread):
     def __init__(
         self, store: Store, device: QmioDevice, compiler: Compiler, clock: SimClock,
-        schedule: CalibrationSchedule, on_job_change: Callable[[str], None] = lambda job_id: None,
+        schedule: CalibrationSchedule,
+        on_job_change: Callable[[dict[str, Any]], None] = lambda job: None,
     ) -> None:
         super().__init__(name="qmio-qpu-executor", daemon=True)
         self.store = store
@@ -138,17 +139,20 @@ class Executor(threading.Thread):
         if reservation is not None:  # only the holder's jobs run until it ends or expires
             order = [job for job in order if job["user"] == reservation["user"]]
         for candidate in order:
-            if self.store.claim(candidate["id"]):
-                self._run(candidate["id"])
+            job = self.store.claim(candidate["id"])
+            if job is not None:
+                self._run(job)
                 return True
         return False
 
-    def _run(self, job_id: str) -> None:
-        job = self.store.job(job_id)
-        assert job is not None
+    def _run(self, job: dict[str, Any]) -> None:
+        """Run a claimed job. Listeners get the job row as it changes (no re-read), so a waiting
+        client hears of its result with no database round trip in between."""
+        job_id = job["id"]
         self.running_job = job
-        self.on_job_change(job_id)
+        self.on_job_change(job)
         cal = self.effective_calibration()
+        ended: dict[str, Any] = {"calibration_id": cal.id}
         try:
             items = self.store.job_circuits(job_id)
             pairs = []
@@ -156,12 +160,15 @@ class Executor(threading.Thread):
                 template, small, qubits = self.compiler.compile_compact(item, i, cal, job["optimization_level"])
                 pairs.extend((bound, qubits) for bound in bind_rows(item, template, small))
             result = self.simulator.execute_compact(pairs, job["shots"], cal, job_id=job_id)
-            self.store.finish(job_id, result=result_body(result, cal), calibration_id=cal.id)
+            ended["finished_at"] = self.store.finish(job_id, result=result_body(result, cal), calibration_id=cal.id)
+            ended.update(state="done", error=None)
         except QmioError as exc:
-            self.store.fail(job_id, str(exc), cal.id)
+            ended.update(state="failed", error=str(exc), finished_at=self.store.fail(job_id, str(exc), cal.id))
         except Exception as exc:  # a simulator crash must fail the job, not the service
             log.exception("job %s failed", job_id)
-            self.store.fail(job_id, f"internal error while running the job: {exc}", cal.id)
+            error = f"internal error while running the job: {exc}"
+            ended.update(state="failed", error=error, finished_at=self.store.fail(job_id, error, cal.id))
         finally:
             self.running_job = None
-            self.on_job_change(job_id)
+            # an unexpected error (e.g. the database gone) leaves the row as it is: read it back
+            self.on_job_change({**job, **ended} if "state" in ended else (self.store.job(job_id) or job))

@@ -120,8 +120,8 @@ class BaseHandler(tornado.web.RequestHandler):
         while job["state"] not in TERMINAL_STATES and loop.time() < deadline:
             if not until_terminal and job["state"] != seen:
                 break
-            await self.service.events.wait(job["id"], deadline - loop.time())
-            job = self.service.store.job(job["id"]) or job
+            changed = await self.service.events.wait(job, deadline - loop.time())
+            job = changed or self.service.store.job(job["id"]) or job
         return job
 
     def require_admin(self) -> None:
@@ -232,7 +232,10 @@ class JobHandler(BaseHandler):
         job = self.owned_job(job_id)
         if self.service.store.cancel(job_id):
             self.service.metrics.finished.labels("cancelled").inc()
-            self.send(self.service.job_view(self.service.store.job(job_id)))  # type: ignore[arg-type]
+            cancelled = self.service.store.job(job_id)
+            assert cancelled is not None
+            self.service.events.notify(cancelled)  # whoever waits on it hears at once
+            self.send(self.service.job_view(cancelled))
             return
         job = self.service.store.job(job_id) or job
         if job["state"] == "running":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,31 +27,59 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts else None
 
 
+_STAGE = {"queued": 0, "running": 1, "done": 2, "failed": 2, "cancelled": 2}
+_REMEMBERED_CHANGES = 4096
+
+
 class JobEvents:
-    """Wakes HTTP long-polls when a job changes; fed from the executor thread."""
+    """Wakes HTTP long-polls when a job changes; fed from the executor thread.
+
+    Each change carries the job row as it now is, so a woken request answers from it rather
+    than reading the row back from the database. The latest change of recent jobs is kept,
+    because two changes can land before a woken request waits again (running, then done).
+    """
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Future]] = {}
+        self._latest: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
-    def notify_threadsafe(self, job_id: str) -> None:
+    def notify_threadsafe(self, job: dict[str, Any]) -> None:
         if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._fire, job_id)
+            self.loop.call_soon_threadsafe(self.notify, job)
 
-    def _fire(self, job_id: str) -> None:
-        for fut in self._waiters.pop(job_id, ()):
+    def notify(self, job: dict[str, Any]) -> None:
+        """On the event loop: record the change and wake who waits for it."""
+        self._latest[job["id"]] = job
+        self._latest.move_to_end(job["id"])
+        while len(self._latest) > _REMEMBERED_CHANGES:
+            self._latest.popitem(last=False)
+        for fut in self._waiters.pop(job["id"], ()):
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(job)
 
-    async def wait(self, job_id: str, timeout: float) -> None:
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(job_id, set()).add(fut)
+    async def wait(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """The job after its next change past ``job``'s state, or None if none came in ``timeout`` s."""
+        latest = self._latest.get(job["id"])
+        if latest is not None and _STAGE[latest["state"]] > _STAGE[job["state"]]:
+            return latest
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        waiters = self._waiters.setdefault(job["id"], set())
+        waiters.add(fut)
+        timer = loop.call_later(timeout, _expire, fut)
         try:
-            await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            pass
+            return await fut
         finally:
-            self._waiters.get(job_id, set()).discard(fut)
+            timer.cancel()
+            waiters.discard(fut)
+            if not waiters:
+                self._waiters.pop(job["id"], None)
+
+
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class QPUService:
@@ -103,13 +132,12 @@ class QPUService:
         self.store.set_meta("seed", str(device.seed))
         return device
 
-    def _job_changed(self, job_id: str) -> None:
-        job = self.store.job(job_id)
-        if job and job["state"] in TERMINAL_STATES:
+    def _job_changed(self, job: dict[str, Any]) -> None:
+        if job["state"] in TERMINAL_STATES:
             self.metrics.finished.labels(job["state"]).inc()
             if job["started_at"] and job["finished_at"]:
                 self.metrics.run_seconds.observe(job["finished_at"] - job["started_at"])
-        self.events.notify_threadsafe(job_id)
+        self.events.notify_threadsafe(job)
 
     def start(self) -> None:
         self.events.loop = asyncio.get_event_loop()

@@ -119,14 +119,14 @@ class Store:
     ) -> dict[str, Any]:
         job_id = uuid.uuid4().hex
         with self._tx() as db:
-            db.execute(
+            rows = db.execute(
                 "INSERT INTO jobs (id, user, name, state, priority, shots, num_circuits, "
                 "optimization_level, circuits, created_at, slurm_job_id) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                f"VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
                 (job_id, user, name, priority, shots, sum(expanded_count(c) for c in circuits), optimization_level,
                  json.dumps(circuits), time.time(), slurm_job_id),
-            )
-        return self.job(job_id)  # type: ignore[return-value]
+            ).fetchall()
+        return dict(rows[0])
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         row = self._conn().execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -169,42 +169,46 @@ class Store:
         """
         return [dict(r) for r in self._conn().execute(sql)]
 
-    def claim(self, job_id: str) -> bool:
-        """Move a queued job to running; False if it was cancelled meanwhile."""
+    def claim(self, job_id: str) -> dict[str, Any] | None:
+        """Move a queued job to running and return it as it now is; None if it was cancelled meanwhile."""
         now = time.time()
         with self._tx() as db:
-            cur = db.execute(
+            rows = db.execute(
                 "UPDATE jobs SET state = 'running', started_at = ?, attempts = attempts + 1 "
-                "WHERE id = ? AND state = 'queued'", (now, job_id),
-            )
-            if cur.rowcount != 1:
-                return False
-            user = db.execute("SELECT user FROM jobs WHERE id = ?", (job_id,)).fetchone()["user"]
+                f"WHERE id = ? AND state = 'queued' RETURNING {_JOB_COLUMNS}", (now, job_id),
+            ).fetchall()
+            if not rows:
+                return None
             db.execute(
                 "INSERT INTO fair_share (user, last_started) VALUES (?, ?) "
-                "ON CONFLICT(user) DO UPDATE SET last_started = excluded.last_started", (user, now),
+                "ON CONFLICT(user) DO UPDATE SET last_started = excluded.last_started", (rows[0]["user"], now),
             )
-        return True
+        return dict(rows[0])
 
-    def finish(self, job_id: str, *, result: dict[str, Any], calibration_id: str) -> None:
+    def finish(self, job_id: str, *, result: dict[str, Any], calibration_id: str) -> float:
+        """Store the result and mark the job done in one transaction; returns the time it finished."""
         body = json.dumps(result)
+        now = time.time()
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO results (job_id, body) VALUES (?, ?)", (job_id, body))
             db.execute(
                 "UPDATE jobs SET state = 'done', finished_at = ?, calibration_id = ?, error = NULL "
-                "WHERE id = ? AND state = 'running'", (time.time(), calibration_id, job_id),
+                "WHERE id = ? AND state = 'running'", (now, calibration_id, job_id),
             )
         with self._conn_lock:  # the waiting client asks for it at once: keep it at hand
             self._recent_results[job_id] = body
             while len(self._recent_results) > _RECENT_RESULTS:
                 self._recent_results.popitem(last=False)
+        return now
 
-    def fail(self, job_id: str, error: str, calibration_id: str | None = None) -> None:
+    def fail(self, job_id: str, error: str, calibration_id: str | None = None) -> float:
+        now = time.time()
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?, calibration_id = ? "
-                "WHERE id = ? AND state = 'running'", (time.time(), error, calibration_id, job_id),
+                "WHERE id = ? AND state = 'running'", (now, error, calibration_id, job_id),
             )
+        return now
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job; False when it is no longer queued."""
