@@ -14,26 +14,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from qmio_lab import config
-from qmio_lab.device import Calibration, QmioDevice, QmioSimulator
+from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.schedule import CalibrationSchedule
 from qmio_lab.errors import QmioError
-from qmio_lab.qpu.circuits import bind_rows
+from qmio_lab.qpu.circuits import content_key
 from qmio_lab.qpu.clock import SimClock
 from qmio_lab.qpu.compiler import Compiler
+from qmio_lab.qpu.device_process import DeviceProcess, Program
 from qmio_lab.qpu.store import Store
 
 log = logging.getLogger(__name__)
 _IDLE_WAIT = 0.2  # seconds between looks at the calendar when nothing is queued
-
-
-def result_body(result: Any, cal: Calibration) -> dict[str, Any]:
-    """The stored result: Qiskit's own dict form (round-trips to ``Result``) plus plain counts."""
-    body = result.to_dict()
-    body["date"] = str(body.get("date"))
-    body["calibration_id"] = cal.id
-    body["calibration_age_s"] = cal.age.total_seconds()
-    body["counts"] = [result.get_counts(i) for i in range(len(result.results))]
-    return body
 
 
 class Executor(threading.Thread):
@@ -48,7 +39,7 @@ class Executor(threading.Thread):
         self.compiler = compiler
         self.clock = clock
         self.schedule = schedule
-        self.simulator = QmioSimulator(device)
+        self.device_process = DeviceProcess(device.seed)
         self.on_job_change = on_job_change
         self.state = "online"
         self.maintenance = False
@@ -84,15 +75,19 @@ class Executor(threading.Thread):
 
     # ---- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        while not self._halt.is_set():
-            try:
-                self._keep_calendar()
-                if self.maintenance or not self._run_next():
-                    self._wake.wait(_IDLE_WAIT)
-                    self._wake.clear()
-            except Exception:  # keep the QPU alive; the failing job was already marked
-                log.exception("executor loop error")
-                time.sleep(_IDLE_WAIT)
+        self.device_process.start()
+        try:
+            while not self._halt.is_set():
+                try:
+                    self._keep_calendar()
+                    if self.maintenance or not self._run_next():
+                        self._wake.wait(_IDLE_WAIT)
+                        self._wake.clear()
+                except Exception:  # keep the QPU alive; the failing job was already marked
+                    log.exception("executor loop error")
+                    time.sleep(_IDLE_WAIT)
+        finally:
+            self.device_process.stop()
 
     def _keep_calendar(self) -> None:
         with self._lock:
@@ -154,13 +149,9 @@ class Executor(threading.Thread):
         cal = self.effective_calibration()
         ended: dict[str, Any] = {"calibration_id": cal.id}
         try:
-            items = self.store.job_circuits(job_id)
-            pairs = []
-            for i, item in enumerate(items):
-                template, small, qubits = self.compiler.compile_compact(item, i, cal, job["optimization_level"])
-                pairs.extend((bound, qubits) for bound in bind_rows(item, template, small))
-            result = self.simulator.execute_compact(pairs, job["shots"], cal, job_id=job_id)
-            ended["finished_at"] = self.store.finish(job_id, result=result_body(result, cal), calibration_id=cal.id)
+            programs = self._programs(self.store.job_circuits(job_id), cal, job["optimization_level"])
+            body = self.device_process.run(job_id, programs, job["shots"], cal)
+            ended["finished_at"] = self.store.finish(job_id, result_json=body, calibration_id=cal.id)
             ended.update(state="done", error=None)
         except QmioError as exc:
             ended.update(state="failed", error=str(exc), finished_at=self.store.fail(job_id, str(exc), cal.id))
@@ -172,3 +163,16 @@ class Executor(threading.Thread):
             self.running_job = None
             # an unexpected error (e.g. the database gone) leaves the row as it is: read it back
             self.on_job_change({**job, **ended} if "state" in ended else (self.store.job(job_id) or job))
+
+    def _programs(self, items: list[dict[str, Any]], cal: Calibration, level: int) -> list[Program]:
+        """The job's circuits as the device process runs them (compiled here, once per circuit)."""
+        stamp = f"{level}/{cal.id}/{cal.effective_at.isoformat()}"
+        programs = []
+        for i, item in enumerate(items):
+            template, small, qubits = self.compiler.compile_compact(item, i, cal, level)
+            rows = item.get("parameter_values")
+            programs.append(Program(
+                key=f"{content_key(item)}/{item.get('name')}/{stamp}", circuit=small, qubits=qubits,
+                names=tuple(p.name for p in template.parameters) if rows is not None else (), rows=rows,
+            ))
+        return programs

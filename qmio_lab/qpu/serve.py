@@ -109,6 +109,7 @@ async def _serve(opts: ServeOptions) -> None:
 
 def serve(opts: ServeOptions) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("qiskit").setLevel(logging.WARNING)  # its INFO is a line per transpiler pass
     # The HTTP loop and the QPU thread hand work to each other many times per job; Python's
     # default 5 ms GIL switch interval would add up to that much to every hand-off.
     sys.setswitchinterval(0.0005)

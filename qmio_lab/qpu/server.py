@@ -375,6 +375,30 @@ class NotFoundHandler(BaseHandler):
         raise ApiError(404, f"no such endpoint {self.request.method} {self.request.path}; see /api/v1/status")
 
 
+_SLOW_REQUEST_S = 1.0
+_access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Log refused, failed and slow requests; successful ones only at DEBUG.
+
+    A hybrid loop makes hundreds of thousands of calls: an INFO line for each would bury the
+    log and cost every call time. Counts of everything are on /metrics.
+    """
+    status = handler.get_status()
+    seconds = handler.request.request_time()
+    if status >= 500:
+        level = logging.ERROR
+    elif status >= 400:
+        level = logging.WARNING
+    elif seconds > _SLOW_REQUEST_S and handler.get_argument("wait", None) is None:
+        level = logging.INFO
+    else:
+        level = logging.DEBUG
+    if _access_log.isEnabledFor(level):
+        _access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), 1000 * seconds)
+
+
 def make_app(service: QPUService, prefix: str = "/") -> tornado.web.Application:
     """Routes under ``prefix`` (``/services/<name>/`` behind a JupyterHub proxy)."""
     jid = r"([A-Za-z0-9_\-]+)"
@@ -395,4 +419,5 @@ def make_app(service: QPUService, prefix: str = "/") -> tornado.web.Application:
         [(base + pattern, handler) for pattern, handler in routes],
         default_handler_class=NotFoundHandler,
         service=service,
+        log_function=log_request,
     )

@@ -205,4 +205,5 @@ class QPUService:
             "slurm_partition": self.slurm_gate.partition if self.slurm_gate else None,
             "seconds_per_circuit": self.queue.seconds_per_circuit(),
             "transpiler": {"transpiles": self.compiler.transpile_count, "cache_hits": self.compiler.hits},
+            "simulator": {"pid": self.executor.device_process.pid, "restarts": self.executor.device_process.restarts},
         }

@@ -185,9 +185,10 @@ class Store:
             )
         return dict(rows[0])
 
-    def finish(self, job_id: str, *, result: dict[str, Any], calibration_id: str) -> float:
-        """Store the result and mark the job done in one transaction; returns the time it finished."""
-        body = json.dumps(result)
+    def finish(self, job_id: str, *, result_json: str, calibration_id: str) -> float:
+        """Store the result (JSON text) and mark the job done in one transaction; returns the
+        time it finished."""
+        body = result_json
         now = time.time()
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO results (job_id, body) VALUES (?, ?)", (job_id, body))

@@ -1,0 +1,279 @@
+"""The simulated QPU in a process of its own, fed by the service's executor thread.
+
+qiskit-aer keeps the GIL while it simulates. Run inside the service process, every simulation
+froze the HTTP loop for as long as it lasted: during a 20 s job, ``GET /status`` went unanswered
+for 11 s, new submissions, queue positions and the lab's sidebar all waited. In a child process
+the simulation uses a core of its own and the service stays responsive; if the simulator
+crashes (or the kernel kills it for memory), the job in hand fails with a clear message, the
+service lives on and the next job gets a fresh simulator.
+
+The pipe carries JSON headers and QPY bytes, never pickle. The child keeps the compact native
+circuits (templates) and calibrations it has seen, so a hybrid loop resubmitting one circuit
+with new parameter values sends only a key and the values.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from qiskit import QuantumCircuit, qpy
+
+from qmio_lab.device import Calibration
+from qmio_lab.errors import QmioError
+
+log = logging.getLogger(__name__)
+_TEMPLATES_KEPT = 4096  # compact native circuits the child keeps, newest used last
+_CALIBRATIONS_KEPT = 16
+_START_TIMEOUT_S = 120.0
+
+
+class DeviceProcessError(QmioError, RuntimeError):
+    """The simulator process stopped or failed outside the simulation itself."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """One submitted circuit as the device runs it: a compact native template on ``qubits``,
+    run once, or once per row of parameter values (bound by parameter name, in ``names`` order)."""
+
+    key: str
+    circuit: QuantumCircuit
+    qubits: tuple[int, ...]
+    names: tuple[str, ...] = ()
+    rows: list[list[float]] | None = None
+
+
+def result_body(result: Any, cal: Calibration) -> dict[str, Any]:
+    """The stored result: Qiskit's own dict form (round-trips to ``Result``) plus plain counts."""
+    body = result.to_dict()
+    body["date"] = str(body.get("date"))
+    body["calibration_id"] = cal.id
+    body["calibration_age_s"] = cal.age.total_seconds()
+    body["counts"] = [result.get_counts(i) for i in range(len(result.results))]
+    return body
+
+
+def _calibration_key(cal: Calibration) -> str:
+    return f"{cal.id}@{cal.effective_at.isoformat()}"
+
+
+class DeviceProcess:
+    """The executor's handle on the simulator process: starts it, runs jobs, restarts it after a crash.
+
+    Used from one thread (the executor's); ``stop`` may come from another.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self._ready = False
+        self._sent_templates: OrderedDict[str, None] = OrderedDict()
+        self._sent_calibrations: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the child now (it imports Aer for about a second) without waiting for it.
+
+        A plain ``python -m`` child on one end of a socket pair: multiprocessing's fork would
+        copy the service's threads and sockets, and its spawn would re-import the service's
+        main module.
+        """
+        with self._lock:
+            if self._proc is not None:
+                if self._proc.poll() is None:
+                    return
+                log.warning("the QPU simulator process %d ended (exit code %s); starting a new one",
+                            self._proc.pid, self._proc.returncode)
+                self.restarts += 1
+                if self._conn is not None:
+                    self._conn.close()
+            ours, theirs = socket.socketpair()
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "qmio_lab.qpu.device_process", str(theirs.fileno()), str(self.seed)],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            )
+            theirs.close()
+            self._conn = Connection(ours.detach())
+            self._ready = False
+            self._sent_templates.clear()
+            self._sent_calibrations.clear()
+
+    def stop(self) -> None:
+        with self._lock:
+            proc, conn, self._proc, self._conn = self._proc, self._conn, None, None
+        if conn is not None:
+            conn.close()  # the child's loop ends at EOF
+        if proc is not None:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+    def run(self, job_id: str, programs: list[Program], shots: int, cal: Calibration) -> str:
+        """Simulate a job; returns its result body as JSON text, ready to store and send.
+
+        Raises QmioError with the device's message when the job cannot run, and
+        DeviceProcessError (after restarting the child) when the simulator process died.
+        """
+        self.start()
+        conn = self._conn
+        assert conn is not None
+        try:
+            if not self._ready:
+                if not conn.poll(_START_TIMEOUT_S):
+                    raise EOFError("no answer")
+                conn.recv_bytes()  # b"ready"
+                self._ready = True
+            reply = self._exchange(conn, job_id, programs, shots, cal, resend=False)
+            if reply[:1] == b"M":  # it forgot something we thought it kept: send everything
+                reply = self._exchange(conn, job_id, programs, shots, cal, resend=True)
+        except (EOFError, OSError) as exc:
+            code = None
+            if self._proc is not None:
+                try:
+                    code = self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # alive but its pipe broke: replace it
+                    self._proc.kill()
+                    code = self._proc.wait(timeout=5)
+            self.start()
+            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
+            raise DeviceProcessError(
+                f"the QPU simulator process {how} while running this job; "
+                "it has been restarted: resubmit the job. If it happens again with this job, its "
+                "circuits may need more memory than the service machine has."
+            ) from exc
+        kind, payload = reply[:1], reply[1:]
+        if kind == b"R":
+            return payload.decode()
+        if kind == b"Q":
+            raise QmioError(payload.decode())
+        raise DeviceProcessError(f"internal error while simulating the job: {payload.decode()}")
+
+    def _exchange(self, conn: Connection, job_id: str, programs: list[Program], shots: int,
+                  cal: Calibration, resend: bool) -> bytes:
+        cal_key = _calibration_key(cal)
+        send_cal = resend or cal_key not in self._sent_calibrations
+        new: dict[str, QuantumCircuit] = {}
+        for p in programs:
+            if (resend or p.key not in self._sent_templates) and p.key not in new:
+                new[p.key] = p.circuit
+        header = {
+            "job_id": job_id, "shots": shots, "calibration_key": cal_key,
+            "calibration": cal.to_dict() if send_cal else None,
+            "templates": list(new),
+            "programs": [{"key": p.key, "qubits": list(p.qubits), "names": list(p.names), "rows": p.rows}
+                         for p in programs],
+        }
+        blob = b""
+        if new:
+            buffer = io.BytesIO()
+            qpy.dump(list(new.values()), buffer)
+            blob = buffer.getvalue()
+        conn.send_bytes(json.dumps(header).encode())
+        conn.send_bytes(blob)
+        _remember(self._sent_calibrations, [cal_key], _CALIBRATIONS_KEPT)
+        _remember(self._sent_templates, list(new), _TEMPLATES_KEPT)
+        for p in programs:
+            if p.key in self._sent_templates:
+                self._sent_templates.move_to_end(p.key)
+        return conn.recv_bytes()
+
+
+def _remember(kept: OrderedDict, keys: list[str], limit: int) -> None:
+    for key in keys:
+        kept[key] = None
+        kept.move_to_end(key)
+    while len(kept) > limit:
+        kept.popitem(last=False)
+
+
+# ---- the child ------------------------------------------------------------------------------
+def serve_device(conn: Connection, seed: int) -> None:
+    """The child's loop: one job at a time until the service closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the service, which stops us
+    from qmio_lab.device import QmioDevice, QmioSimulator
+
+    templates: OrderedDict[str, QuantumCircuit] = OrderedDict()
+    calibrations: OrderedDict[str, Calibration] = OrderedDict()
+    simulator: QmioSimulator | None = None
+    try:
+        conn.send_bytes(b"ready")
+    except OSError:  # the service stopped before we were up
+        return
+    while True:
+        try:
+            header = json.loads(conn.recv_bytes())
+            blob = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            if header["calibration"] is not None:
+                calibrations[header["calibration_key"]] = Calibration.from_dict(header["calibration"])
+                _trim(calibrations, _CALIBRATIONS_KEPT)
+            if blob:
+                for key, circuit in zip(header["templates"], qpy.load(io.BytesIO(blob))):
+                    templates[key] = circuit
+                    _trim(templates, _TEMPLATES_KEPT)
+            cal = calibrations.get(header["calibration_key"])
+            missing = [p["key"] for p in header["programs"] if p["key"] not in templates]
+            if cal is None or missing:
+                conn.send_bytes(b"M" + json.dumps({"templates": missing, "calibration": cal is None}).encode())
+                continue
+            calibrations.move_to_end(header["calibration_key"])
+            if simulator is None:
+                simulator = QmioSimulator(QmioDevice(seed=seed, history=[cal]))
+            pairs = []
+            for p in header["programs"]:
+                template = templates[p["key"]]
+                templates.move_to_end(p["key"])
+                qubits = tuple(p["qubits"])
+                pairs.extend((bound, qubits) for bound in _bind(template, p["names"], p["rows"]))
+            result = simulator.execute_compact(pairs, header["shots"], cal, job_id=header["job_id"])
+            reply = b"R" + json.dumps(result_body(result, cal)).encode()
+        except QmioError as exc:
+            reply = b"Q" + str(exc).encode()
+        except Exception as exc:  # noqa: BLE001 - reported to the service, which fails the job
+            log.exception("simulation of job %s failed", header.get("job_id"))
+            reply = b"E" + f"{type(exc).__name__}: {exc}".encode()
+        try:
+            conn.send_bytes(reply)
+        except OSError:  # the service is gone (stopped, or killed): nobody waits for this result
+            return
+
+
+def _bind(template: QuantumCircuit, names: list[str], rows: list[list[float]] | None) -> list[QuantumCircuit]:
+    if rows is None:
+        return [template]
+    by_name = {p.name: p for p in template.parameters}
+    params = [by_name.get(name) for name in names]
+    return [
+        template.assign_parameters({p: v for p, v in zip(params, row) if p is not None}, inplace=False)
+        for row in rows
+    ]
+
+
+def _trim(kept: OrderedDict, limit: int) -> None:
+    while len(kept) > limit:
+        kept.popitem(last=False)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    serve_device(Connection(int(sys.argv[1])), int(sys.argv[2]))

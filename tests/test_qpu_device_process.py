@@ -1,0 +1,160 @@
+"""The simulated QPU runs in a child process of the service: the service keeps answering while
+it simulates, and a simulator that dies fails only the job it was running."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+
+import psutil
+import pytest
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import Parameter
+from qiskit.circuit.random import random_circuit
+
+from circuits import bell
+from qmio_lab.device import QmioDevice
+from qmio_lab.device.simulator import compact
+from qmio_lab.qpu.device_process import DeviceProcess, Program
+from service_process import ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    service = ServiceProcess(tmp_path_factory.mktemp("qpu-device")).start()
+    yield service
+    service.stop()
+
+
+def long_job(client) -> str:
+    """One Aer run of several seconds: the same 8-qubit circuit 16 times, so every copy sits on
+    the same qubits and the simulator makes a single call for all of them."""
+    circuit = random_circuit(8, 12, measure=True, seed=7)
+    return client.submit([circuit] * 16, shots=4000, name="long")["id"]
+
+
+def wait_running(client, job_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while (job := client.job(job_id))["state"] != "running":  # a short poll: ?wait could sleep
+        assert job["state"] == "queued", job                     # through "running" to "done"
+        assert time.monotonic() < deadline, "the long job never started"
+        time.sleep(0.02)
+
+
+def simulator_child(svc) -> psutil.Process:
+    children = [p for p in psutil.Process(svc.proc.pid).children()
+                if "qmio_lab.qpu.device_process" in " ".join(p.cmdline())]
+    assert len(children) == 1, children
+    return children[0]
+
+
+def test_service_answers_while_the_qpu_simulates(svc):
+    alice, bob = svc.client("alice"), svc.client("bob")
+    job_id = long_job(alice)
+    wait_running(alice, job_id)
+    # Each answer must come while the job still runs: with the simulation in the service's own
+    # process (Aer holds the GIL), these calls were answered only once the job had finished.
+    for i in range(3):
+        status = bob.status()
+        assert status["running"] == 1, status
+        assert alice.job(job_id)["state"] == "running"
+        queued = bob.submit([bell()], shots=100)
+        assert queued["state"] == "queued" and queued["queue_position"] == i + 1
+    done = alice.wait(job_id, timeout=120)
+    assert done["state"] == "done"
+    counts = alice.result(job_id)["counts"]
+    assert len(counts) == 16 and all(sum(c.values()) == 4000 for c in counts)
+
+
+def test_a_dead_simulator_fails_only_its_job(svc):
+    alice = svc.client("alice")
+    before = alice.status()["simulator"]
+    child = simulator_child(svc)
+    assert before["pid"] == child.pid
+    job_id = long_job(alice)
+    wait_running(alice, job_id)
+    busy_since = sum(child.cpu_times()[:2])
+    deadline = time.monotonic() + 30
+    while sum(child.cpu_times()[:2]) - busy_since < 0.5:  # the job has reached the simulator
+        assert time.monotonic() < deadline, "the simulator never started on the long job"
+        time.sleep(0.05)
+    assert alice.job(job_id)["state"] == "running"
+    os.kill(child.pid, signal.SIGKILL)
+    failed = alice.wait(job_id, timeout=60)
+    assert failed["state"] == "failed", failed
+    assert "killed by signal 9" in failed["error"] and "resubmit" in failed["error"]
+    # the service lives on with a fresh simulator, and the next job runs normally
+    reply = alice.submit([bell()], shots=1000)
+    done = alice.wait(reply["id"], timeout=60)
+    assert done["state"] == "done"
+    counts = alice.result(reply["id"])["counts"][0]
+    assert (counts.get("00", 0) + counts.get("11", 0)) / 1000 > 0.7
+    after = alice.status()["simulator"]
+    assert after["restarts"] == before["restarts"] + 1
+    assert after["pid"] != before["pid"] and simulator_child(svc).pid == after["pid"]
+
+
+# ---- the device process on its own (no service) ---------------------------------------------
+@pytest.fixture(scope="module")
+def chip():
+    device = QmioDevice(seed=5)
+    return device, device.calibration
+
+
+def native_small(device, cal, circuit: QuantumCircuit):
+    native = transpile(circuit, target=device.target(cal), seed_transpiler=1)
+    return native, *compact(native, cal, device.dt)
+
+
+def flip() -> QuantumCircuit:
+    qc = QuantumCircuit(1)
+    qc.x(0)
+    qc.measure_all()
+    return qc
+
+
+def idle() -> QuantumCircuit:
+    qc = QuantumCircuit(1)
+    qc.id(0)
+    qc.measure_all()
+    return qc
+
+
+def ones(counts: dict) -> float:
+    return sum(v for k, v in counts.items() if k.endswith("1")) / sum(counts.values())
+
+
+def test_device_process_binds_rows_and_keeps_templates(chip):
+    import json
+
+    device, cal = chip
+    theta = Parameter("theta")
+    qc = QuantumCircuit(1)
+    qc.rx(theta, 0)
+    qc.measure_all()
+    native, small, qubits = native_small(device, cal, qc)
+    dp = DeviceProcess(device.seed)
+    try:
+        rows = [[0.0], [math.pi]]
+        body = json.loads(dp.run("j1", [Program("rx", small, qubits, (theta.name,), rows)], 2000, cal))
+        assert ones(body["counts"][0]) < 0.1 and ones(body["counts"][1]) > 0.9
+        assert body["calibration_id"] == cal.id
+        assert body["results"][0]["metadata"]["physical_qubits"] == list(qubits)
+
+        # A key the child already holds is not sent again: the child runs what it kept under
+        # that key (here deliberately not what we pass), proof that only the key travelled.
+        _, x_small, x_qubits = native_small(device, cal, flip())
+        _, id_small, _ = native_small(device, cal, idle())
+        assert ones(json.loads(dp.run("j2", [Program("x", x_small, x_qubits)], 500, cal))["counts"][0]) > 0.9
+        again = json.loads(dp.run("j3", [Program("x", id_small, x_qubits)], 500, cal))
+        assert ones(again["counts"][0]) > 0.9
+
+        # Where the parent wrongly believes the child holds a template, the child asks for it.
+        dp._sent_templates["forgotten"] = None
+        asked = json.loads(dp.run("j4", [Program("forgotten", x_small, x_qubits)], 500, cal))
+        assert ones(asked["counts"][0]) > 0.9
+        pid = dp.pid
+    finally:
+        dp.stop()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
