@@ -1,0 +1,66 @@
+"""The queue's SQLite store on a real file: job counts kept by triggers stay exact through every
+transition and across a restart (they are what /status reports, without scanning every job)."""
+from __future__ import annotations
+
+import sqlite3
+
+from qmio_lab.qpu.store import STATES, Store
+
+ITEM = {"format": "qasm2", "data": "OPENQASM 2.0;"}
+
+
+def truth(path) -> dict[str, int]:
+    db = sqlite3.connect(str(path))
+    try:
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(dict(db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()))
+        return counts
+    finally:
+        db.close()
+
+
+def test_counts_follow_every_transition_and_survive_a_restart(tmp_path):
+    path = tmp_path / "q.sqlite"
+    store = Store(path)
+    ids = [store.add_job(user="alice", circuits=[ITEM], shots=10)["id"] for _ in range(6)]
+    assert store.counts_by_state() == truth(path) == {**dict.fromkeys(STATES, 0), "queued": 6}
+    claimed = store.claim(ids[0])
+    assert claimed is not None and claimed["state"] == "running" and claimed["attempts"] == 1
+    assert store.claim(ids[0]) is None  # no longer queued
+    store.finish(ids[0], result_json='{"counts": []}', calibration_id="c")
+    store.claim(ids[1])
+    store.fail(ids[1], "bad", "c")
+    assert store.cancel(ids[2]) and not store.cancel(ids[2])
+    store.claim(ids[3])  # caught running by a crash ...
+    assert store.counts_by_state() == truth(path)
+    store.close()
+
+    reopened = Store(path)  # ... and requeued at the next start
+    assert reopened.counts_by_state() == truth(path)
+    assert reopened.requeue_running() == 1
+    counts = reopened.counts_by_state()
+    assert counts == truth(path) == {"queued": 3, "running": 0, "done": 1, "failed": 1, "cancelled": 1}
+    reopened.close()
+
+
+def test_counts_are_rebuilt_from_the_jobs_at_start(tmp_path):
+    path = tmp_path / "q.sqlite"
+    store = Store(path)
+    for _ in range(3):
+        store.add_job(user="bob", circuits=[ITEM], shots=10)
+    store.close()
+    db = sqlite3.connect(str(path))  # counts gone wrong, e.g. a database from an older version
+    db.execute("UPDATE job_counts SET n = 99")
+    db.commit()
+    db.close()
+    assert Store(path).counts_by_state()["queued"] == 3
+
+
+def test_recent_durations_are_the_latest_finished_jobs(tmp_path):
+    store = Store(tmp_path / "q.sqlite")
+    ids = [store.add_job(user="alice", circuits=[ITEM] * (i + 1), shots=10)["id"] for i in range(5)]
+    for job_id in ids:
+        store.claim(job_id)
+        store.finish(job_id, result_json="{}", calibration_id="c")
+    recent = store.recent_durations(limit=2)
+    assert [n for _, n in recent] == [5, 4] and all(d >= 0 for d, _ in recent)
