@@ -6,8 +6,10 @@ circuit, so adding measurements never costs another transpilation.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 
 import numpy as np
 from qiskit import ClassicalRegister, QuantumCircuit
@@ -19,7 +21,7 @@ class MeasurementGroup:
     """Pauli labels measurable together, and the basis letter for each measured qubit."""
 
     labels: tuple[str, ...]
-    basis: dict[int, str]  # virtual qubit -> "X" | "Y" | "Z"
+    basis: Mapping[int, str]  # virtual qubit -> "X" | "Y" | "Z" (read-only: groups are shared)
 
     @property
     def key(self) -> str:
@@ -27,20 +29,28 @@ class MeasurementGroup:
 
 
 def group_paulis(labels: Iterable[str]) -> list[MeasurementGroup]:
-    """Qubit-wise commuting groups of the non-identity labels (little-endian Qiskit labels)."""
-    unique = sorted({label for label in labels if set(label) != {"I"}})
+    """Qubit-wise commuting groups of the non-identity labels (little-endian Qiskit labels).
+
+    A hybrid loop asks for the same observable's groups at every iteration; grouping costs about
+    a millisecond, so the answer is kept per set of labels.
+    """
+    return list(_groups(tuple(sorted({label for label in labels if set(label) != {"I"}}))))
+
+
+@lru_cache(maxsize=512)
+def _groups(unique: tuple[str, ...]) -> tuple[MeasurementGroup, ...]:
     if not unique:
-        return []
+        return ()
     groups = []
-    for plist in PauliList(unique).group_qubit_wise_commuting():
+    for plist in PauliList(list(unique)).group_qubit_wise_commuting():
         members = tuple(p.to_label().lstrip("-i") for p in plist)
         basis: dict[int, str] = {}
         for label in members:
             for q, letter in enumerate(reversed(label)):
                 if letter != "I":
                     basis[q] = letter
-        groups.append(MeasurementGroup(members, basis))
-    return groups
+        groups.append(MeasurementGroup(members, MappingProxyType(basis)))
+    return tuple(groups)
 
 
 def append_measurement(
