@@ -9,15 +9,15 @@ import time
 
 import psutil
 import pytest
+from circuits import bell
 from qiskit import QuantumCircuit, transpile
 from qiskit.circuit import Parameter
 from qiskit.circuit.random import random_circuit
+from service_process import ServiceProcess
 
-from circuits import bell
 from qmio_lab.device import QmioDevice
 from qmio_lab.device.simulator import compact
 from qmio_lab.qpu.device_process import DeviceProcess, Program
-from service_process import ServiceProcess
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_device_process_binds_rows_and_keeps_templates(chip):
     qc = QuantumCircuit(1)
     qc.rx(theta, 0)
     qc.measure_all()
-    native, small, qubits = native_small(device, cal, qc)
+    _, small, qubits = native_small(device, cal, qc)
     dp = DeviceProcess(device.seed)
     try:
         rows = [[0.0], [math.pi]]

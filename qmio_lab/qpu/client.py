@@ -1,13 +1,13 @@
 """``QPUClient``: the queue service's HTTP API as Python calls, over one kept-alive session."""
 from __future__ import annotations
 
+import json as _json
 import os
 import time
 from collections.abc import Sequence
-import json as _json
+from typing import Any
 from urllib.parse import urlencode, urlparse
 from urllib.request import getproxies, proxy_bypass
-from typing import Any
 
 import urllib3
 from qiskit import QuantumCircuit

@@ -249,7 +249,7 @@ def serve_device(conn: Connection, seed: int) -> None:
             reply = b"R" + json.dumps(result_body(result, cal)).encode()
         except QmioError as exc:
             reply = b"Q" + str(exc).encode()
-        except Exception as exc:  # noqa: BLE001 - reported to the service, which fails the job
+        except Exception as exc:  # reported to the service, which fails the job
             log.exception("simulation of job %s failed", header.get("job_id"))
             reply = b"E" + f"{type(exc).__name__}: {exc}".encode()
         try:
