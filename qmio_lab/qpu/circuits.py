@@ -134,20 +134,6 @@ def check_parameter_values(item: dict[str, Any], template: QuantumCircuit, index
             )
 
 
-def bind_rows(item: dict[str, Any], template: QuantumCircuit, target: QuantumCircuit | None = None) -> list[QuantumCircuit]:
-    """The circuits an item runs: the template bound to each parameter row (or as it is).
-
-    Rows follow ``template.parameters``; with ``target`` (e.g. the template's compact form) the
-    values are bound into that circuit instead.
-    """
-    values = item.get("parameter_values")
-    circuit = template if target is None else target
-    if values is None:
-        return [circuit]
-    params = list(template.parameters)
-    return [circuit.assign_parameters(dict(zip(params, row)), inplace=False, strict=False) for row in values]
-
-
 def content_key(item: dict[str, Any]) -> str:
     """Stable digest of a submitted circuit, the transpiler cache key."""
     h = hashlib.sha256()
