@@ -73,8 +73,9 @@ class JobEvents:
         finally:
             timer.cancel()
             waiters.discard(fut)
-            if not waiters:
-                self._waiters.pop(job["id"], None)
+            # notify() may have replaced this set with a newer waiter's: drop only our own
+            if not waiters and self._waiters.get(job["id"]) is waiters:
+                del self._waiters[job["id"]]
 
 
 def _expire(fut: asyncio.Future) -> None:
