@@ -38,7 +38,9 @@ class Compiler:
         """The native template if it is already known (cheap: no parsing, no transpiler)."""
         if not isinstance(item, dict):
             return None
-        key = self._key(item, calibration, optimization_level)
+        return self._lookup(self._key(item, calibration, optimization_level))
+
+    def _lookup(self, key: tuple) -> QuantumCircuit | None:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -47,15 +49,19 @@ class Compiler:
             return hit
 
     def compile(
-        self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1
+        self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1,
+        *, key: tuple | None = None,
     ) -> QuantumCircuit:
-        """Native circuit for ``item``; raises InvalidCircuitError/PayloadError with the fix."""
+        """Native circuit for ``item``; raises InvalidCircuitError/PayloadError with the fix.
+
+        ``key`` is the item's cache key when the caller already has it (hashing a large
+        payload twice per job is waste on the submission path)."""
         if not isinstance(item, dict):
             parse_circuit(item, index)  # raises the PayloadError that explains the expected shape
-        hit = self.cached(item, calibration, optimization_level)
+        key = key or self._key(item, calibration, optimization_level)
+        hit = self._lookup(key)
         if hit is not None:
             return hit
-        key = self._key(item, calibration, optimization_level)
         circuit = parse_circuit(item, index)
         native = self._native_or_none(circuit)
         if native is None:
@@ -68,14 +74,16 @@ class Compiler:
 
     def compile_compact(
         self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1
-    ) -> tuple[QuantumCircuit, QuantumCircuit, tuple[int, ...]]:
-        """The native template, and its compact form (only the qubits it uses) with those qubits.
+    ) -> tuple[QuantumCircuit, QuantumCircuit, tuple[int, ...], str]:
+        """The native template, its compact form (only the qubits it uses) with those qubits, and
+        a key naming that compact form (what the simulator process keeps it under).
 
         Compacting once per template, not once per parameter binding, keeps a hybrid loop's
         per-call work to binding values.
         """
-        template = self.compile(item, index, calibration, optimization_level)
-        key = ("compact", *self._key(item, calibration, optimization_level), calibration.effective_at)
+        base = self._key(item, calibration, optimization_level)
+        template = self.compile(item, index, calibration, optimization_level, key=base)
+        key = ("compact", *base, calibration.effective_at)
         with self._lock:
             cached = self._cache.get(key)
         if cached is None:
@@ -85,7 +93,7 @@ class Compiler:
                 if len(self._cache) > self._max:
                     self._cache.popitem(last=False)
         small, qubits = cached
-        return template, small, qubits
+        return template, small, qubits, "/".join(map(str, key))
 
     def _native_or_none(self, circuit: QuantumCircuit) -> QuantumCircuit | None:
         if circuit.num_qubits != self.device.num_qubits:

@@ -17,7 +17,6 @@ from qmio_lab import config
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.schedule import CalibrationSchedule
 from qmio_lab.errors import QmioError
-from qmio_lab.qpu.circuits import content_key
 from qmio_lab.qpu.clock import SimClock
 from qmio_lab.qpu.compiler import Compiler
 from qmio_lab.qpu.device_process import DeviceProcess, Program
@@ -166,13 +165,12 @@ class Executor(threading.Thread):
 
     def _programs(self, items: list[dict[str, Any]], cal: Calibration, level: int) -> list[Program]:
         """The job's circuits as the device process runs them (compiled here, once per circuit)."""
-        stamp = f"{level}/{cal.id}/{cal.effective_at.isoformat()}"
         programs = []
         for i, item in enumerate(items):
-            template, small, qubits = self.compiler.compile_compact(item, i, cal, level)
+            template, small, qubits, key = self.compiler.compile_compact(item, i, cal, level)
             rows = item.get("parameter_values")
             programs.append(Program(
-                key=f"{content_key(item)}/{item.get('name')}/{stamp}", circuit=small, qubits=qubits,
+                key=key, circuit=small, qubits=qubits,
                 names=tuple(p.name for p in template.parameters) if rows is not None else (), rows=rows,
             ))
         return programs
