@@ -25,21 +25,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import dask.config
 import psutil
 from dask.utils import format_bytes
-from distributed import Client
 from qiskit import QuantumCircuit, transpile
 from qiskit.circuit.random import random_circuit
 from qiskit_aer import AerSimulator
 
-from qmio_lab.emulator import EmulatorBackend, make_cluster
+from qmio_lab.emulator import EmulatorBackend
 from qmio_lab.emulator.memory import STATEVECTOR, estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_SCRIPT = ROOT / "tests" / "slurm" / "slurm.sh"
 sys.path.insert(0, str(ROOT / "tests"))
-from slurm.fixtures import two_worker_settings  # noqa: E402 - the tests' SLURM worker settings
+from slurm.fixtures import start_two_workers  # noqa: E402 - the tests' two SLURM workers
 RESULTS = Path(__file__).with_name("results_emulator.json")
 SHOTS = 1000
 
@@ -80,12 +78,8 @@ def bench_sweep(n_circuits: int, repeats: int, workdir: Path) -> dict:
     circuits = sweep_circuits(n_circuits)
     aer = AerSimulator()  # as a user would run it: Aer picks its own threading
     aer_one_thread = AerSimulator(max_parallel_threads=1)
-    settings = two_worker_settings(workdir)
-    with dask.config.set(settings):
-        cluster, address = make_cluster()
-    client = Client(address)
+    cluster, client = start_two_workers(workdir, timeout=120)
     try:
-        client.wait_for_workers(2, timeout=120)
         backend = EmulatorBackend(client=client, cluster=cluster)
         last: dict = {}
 

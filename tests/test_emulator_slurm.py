@@ -10,13 +10,11 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-import dask.config
 import pytest
-from distributed import Client
 
 from qmio_lab.device import QmioDevice
-from qmio_lab.emulator import EmulatorBackend, make_cluster
-from slurm.fixtures import SCRIPT, diagnostics, two_worker_settings
+from qmio_lab.emulator import EmulatorBackend
+from slurm.fixtures import SCRIPT, diagnostics, start_two_workers
 from circuits import basis_state, ghz
 
 pytestmark = pytest.mark.slurm
@@ -25,15 +23,9 @@ pytestmark = pytest.mark.slurm
 @pytest.fixture(scope="module")
 def slurm_emulator(slurm_conf, tmp_path_factory):
     """Two SLURM worker jobs, made from configuration alone, as a user would."""
-    work = tmp_path_factory.mktemp("jobqueue")
-    settings = two_worker_settings(work)
-    with dask.config.set(settings):
-        cluster, address = make_cluster()
-    client = Client(address)
     try:
-        client.wait_for_workers(2, timeout=60)
+        cluster, client = start_two_workers(tmp_path_factory.mktemp("jobqueue"), timeout=60)
     except TimeoutError:
-        cluster.close()
         pytest.fail(f"two SLURM workers did not connect in 60 s\n{diagnostics()}", pytrace=False)
     client.run(lambda: __import__("qmio_lab.emulator.tasks"))  # pay the qiskit import once, here
     yield cluster, client

@@ -32,6 +32,26 @@ def two_worker_settings(workdir: Path) -> dict:
     }
 
 
+def start_two_workers(workdir: Path, timeout: float = 60) -> tuple:
+    """The emulator's cluster made from :func:`two_worker_settings` alone, as a user would, and a
+    client once both worker jobs have joined. Raises TimeoutError (cluster closed) if they do not."""
+    import dask.config
+    from distributed import Client
+
+    from qmio_lab.emulator import make_cluster
+
+    with dask.config.set(two_worker_settings(workdir)):
+        cluster, address = make_cluster()
+    client = Client(address)
+    try:
+        client.wait_for_workers(2, timeout=timeout)
+    except TimeoutError:
+        client.close()
+        cluster.close()
+        raise
+    return cluster, client
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
