@@ -21,6 +21,7 @@ from qmio_lab import config
 from qmio_lab.device.calibration import Calibration, utc
 from qmio_lab.device.device import QmioDevice
 from qmio_lab.device.noise import relaxation
+from qmio_lab.device.sampling import sample_exactly, terminal_measurements
 from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 
 ALLOWED_OPERATIONS = frozenset({"rz", "sx", "x", "ecr", "measure", "delay", "barrier"})
@@ -220,18 +221,29 @@ class QmioSimulator(BackendV2):
         for i, (small, qubits) in enumerate(pairs):
             groups.setdefault(qubits, []).append((i, small))
         ordered: dict[int, Any] = {}
+        exact_qubits = int(config.get("device.exact_sampling_max_qubits"))
         for qubits, items in groups.items():
             noise = self.device.noise_model(cal, qubits)
-            # Small circuits gain nothing from OpenMP, and its idle threads spin on the cores the
-            # service's other threads need; wide ones get every core.
-            threads = 1 if len(qubits) <= _SERIAL_QUBITS else 0
-            res = self._aer.run(
-                [c for _, c in items], shots=shots, noise_model=noise, seed_simulator=seed,
-                max_parallel_threads=threads,
-            ).result()
-            if not res.success:
-                raise RuntimeError(f"simulation failed: {res.status}")
-            for (i, _), exp in zip(items, res.results):
+            plans = [terminal_measurements(c, exact_qubits) for _, c in items]
+            exact = [(item, plan) for item, plan in zip(items, plans) if plan is not None]
+            shot_by_shot = [item for item, plan in zip(items, plans) if plan is None]
+            done: list[tuple[int, Any]] = []
+            if exact:
+                results = sample_exactly(self._aer, [c for (_, c), _ in exact], [p for _, p in exact],
+                                         qubits, shots, cal, noise, seed)
+                done.extend((i, exp) for ((i, _), _), exp in zip(exact, results))
+            if shot_by_shot:
+                # Small circuits gain nothing from OpenMP, and its idle threads spin on the cores
+                # the service's other threads need; wide ones get every core.
+                threads = 1 if len(qubits) <= _SERIAL_QUBITS else 0
+                res = self._aer.run(
+                    [c for _, c in shot_by_shot], shots=shots, noise_model=noise, seed_simulator=seed,
+                    max_parallel_threads=threads,
+                ).result()
+                if not res.success:
+                    raise RuntimeError(f"simulation failed: {res.status}")
+                done.extend((i, exp) for (i, _), exp in zip(shot_by_shot, res.results))
+            for i, exp in done:
                 tag(exp, calibration_id=cal.id, physical_qubits=list(qubits))
                 ordered[i] = exp
         return Result(

@@ -1,0 +1,122 @@
+"""Shots drawn from a circuit's exact noisy output distribution.
+
+When every measurement comes at the end of a circuit, its shots are independent draws from one
+distribution: the density matrix under the calibration's gate and relaxation noise, read out
+through each qubit's readout confusion matrix. Computing that distribution once (density matrix,
+exact) and drawing the shots with numpy gives counts with the same statistics as Aer drawing
+them one at a time, which at thousands of shots costs most of a small job (a 4-qubit circuit:
+3.6 ms of its 4.0 ms at 4096 shots). Circuits with mid-circuit measurements, resets, classical
+control, or too many qubits for a density matrix, are left to Aer's own shot loop.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import qiskit_aer.library  # noqa: F401 - registers QuantumCircuit.save_probabilities
+from qiskit import QuantumCircuit
+from qiskit.circuit import ControlFlowOp
+from qiskit.result.models import ExperimentResult
+
+from qmio_lab.device.calibration import Calibration
+
+_LABEL = "qmio_probabilities"
+
+
+def terminal_measurements(circuit: QuantumCircuit, max_qubits: int) -> list[tuple[int, int]] | None:
+    """``(qubit, clbit)`` of each measurement when all of them end the circuit, else None.
+
+    None also for a circuit that measures nothing, writes a clbit twice, resets, uses classical
+    control, or is wider than ``max_qubits`` (a density matrix needs 16·4^n bytes).
+    """
+    if circuit.num_qubits > max_qubits:
+        return None
+    measured: dict[int, int] = {}
+    written: set[int] = set()
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name == "barrier":
+            continue
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        if op.name == "measure":
+            clbit = circuit.find_bit(inst.clbits[0]).index
+            if qubits[0] in measured or clbit in written:
+                return None
+            measured[qubits[0]] = clbit
+            written.add(clbit)
+            continue
+        if inst.clbits or isinstance(op, ControlFlowOp) or op.name == "reset" or measured.keys() & set(qubits):
+            return None
+    return list(measured.items()) or None
+
+
+def without_measurements(circuit: QuantumCircuit, measured: Sequence[int]) -> QuantumCircuit:
+    """The circuit up to its measurements, saving the probabilities of the measured qubits."""
+    body = circuit.copy_empty_like()
+    for inst in circuit.data:
+        if inst.operation.name != "measure":
+            body._append(inst)
+    body.save_probabilities([body.qubits[q] for q in measured], label=_LABEL)
+    return body
+
+
+def read_out(probabilities: np.ndarray, errors: Sequence[tuple[float, float]]) -> np.ndarray:
+    """Distribution of the recorded bits: each qubit's true value passed through its readout
+    confusion matrix ``[[1 - p10, p10], [p01, 1 - p01]]``. Index bit j is qubit j (little-endian)."""
+    k = len(errors)
+    tensor = np.asarray(probabilities, dtype=float).reshape((2,) * k)
+    for j, (p10, p01) in enumerate(errors):
+        axis = k - 1 - j  # C order: the last axis is the least significant bit
+        confusion = np.array([[1 - p10, p10], [p01, 1 - p01]])
+        tensor = np.moveaxis(np.tensordot(tensor, confusion, axes=([axis], [0])), -1, axis)
+    flat = np.clip(tensor.reshape(-1), 0.0, None)
+    return flat / flat.sum()
+
+
+def experiment_result(
+    circuit: QuantumCircuit, measurements: Sequence[tuple[int, int]], distribution: np.ndarray,
+    shots: int, rng: np.random.Generator, seed: int | None, seconds: float,
+) -> ExperimentResult:
+    """Counts drawn from ``distribution`` in Aer's own result layout (hex keys over the clbits)."""
+    drawn = rng.multinomial(shots, distribution)
+    counts: dict[str, int] = {}
+    for outcome in np.flatnonzero(drawn):
+        value = 0
+        for j, (_, clbit) in enumerate(measurements):
+            value |= ((int(outcome) >> j) & 1) << clbit
+        counts[hex(value)] = int(drawn[outcome])
+    return ExperimentResult.from_dict({
+        "shots": shots, "success": True, "status": "DONE", "meas_level": 2, "seed_simulator": seed,
+        "data": {"counts": counts},
+        "header": {
+            "creg_sizes": [[r.name, r.size] for r in circuit.cregs], "global_phase": float(circuit.global_phase),
+            "memory_slots": circuit.num_clbits, "n_qubits": circuit.num_qubits, "name": circuit.name,
+            "qreg_sizes": [[r.name, r.size] for r in circuit.qregs], "metadata": dict(circuit.metadata or {}),
+        },
+        "metadata": {"method": "density_matrix", "measure_sampling": True, "exact_distribution": True,
+                     "num_qubits": circuit.num_qubits, "noise": "superop"},
+        "time_taken": seconds,
+    })
+
+
+def sample_exactly(
+    aer: Any, circuits: Sequence[QuantumCircuit], plans: Sequence[list[tuple[int, int]]],
+    qubits: Sequence[int], shots: int, cal: Calibration, noise: Any, seed: int | None,
+) -> list[ExperimentResult]:
+    """One density-matrix Aer run for all ``circuits`` (physical ``qubits``), then numpy draws."""
+    t0 = time.perf_counter()
+    bodies = [without_measurements(c, [q for q, _ in plan]) for c, plan in zip(circuits, plans)]
+    res = aer.run(bodies, shots=1, noise_model=noise, method="density_matrix",
+                  max_parallel_threads=1, seed_simulator=seed).result()
+    if not res.success:
+        raise RuntimeError(f"simulation failed: {res.status}")
+    seconds = (time.perf_counter() - t0) / max(len(circuits), 1)
+    out = []
+    for i, (circuit, plan) in enumerate(zip(circuits, plans)):
+        errors = [(cal.qubits[qubits[q]].readout_p10, cal.qubits[qubits[q]].readout_p01) for q, _ in plan]
+        distribution = read_out(res.data(i)[_LABEL], errors)
+        rng = np.random.default_rng(None if seed is None else seed + i)
+        out.append(experiment_result(circuit, plan, distribution, shots, rng, seed, seconds))
+    return out
