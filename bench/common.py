@@ -69,5 +69,5 @@ def table(rows: list[dict]) -> str:
     lines = ["| id | measure | ours | baseline | ratio | goal | met |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['id']} | {r['what']} | {r['ours']} | {r['baseline']} | {r['ratio']} | {r['goal']} | "
-                     f"{'yes' if r['met'] else 'no'} |")
+                     f"{'-' if r['met'] is None else 'yes' if r['met'] else 'no'} |")
     return "\n".join(lines)

@@ -18,7 +18,10 @@ from qiskit_aer import AerSimulator
 
 from qmio_lab.device.calibration import Calibration
 from qmio_lab.device.simulator import tag
+from qmio_lab.emulator import wire
 from qmio_lab.emulator.replay import noise_for, to_device
+
+Payload = bytes | list[QuantumCircuit] | wire.CompactBatch  # what pack() makes
 
 
 @dataclass(frozen=True)
@@ -55,20 +58,24 @@ def _simulator(spec: BatchSpec) -> AerSimulator:
     return AerSimulator(**options)
 
 
-def _run(sim: AerSimulator, circuits: list[QuantumCircuit], spec: BatchSpec, first_seed: int | None,
-         noise_model: Any = None) -> list[ExperimentResult]:
+def _run(sim: AerSimulator, circuits: Sequence[QuantumCircuit | wire.CompactCircuit], spec: BatchSpec,
+         first_seed: int | None, noise_model: Any = None) -> list[ExperimentResult]:
     """One Aer call for all circuits; with a seed, one call per circuit so that circuit i always
-    gets seed + i, however the job was cut into batches."""
+    gets seed + i, however the job was cut into batches. Compact circuits skip Aer's Python
+    assembly (see :mod:`qmio_lab.emulator.wire`)."""
     options: dict[str, Any] = {"shots": spec.shots}
     if noise_model is not None:
         options["noise_model"] = noise_model
     if first_seed is None:
-        calls = [(circuits, {})]
+        calls = [(list(circuits), {})]
     else:
         calls = [([c], {"seed_simulator": first_seed + i}) for i, c in enumerate(circuits)]
     out: list[ExperimentResult] = []
     for chunk, seed in calls:
-        result = sim.run(chunk, **options, **seed).result()
+        if isinstance(chunk[0], wire.CompactCircuit):
+            result = wire.run(sim, chunk, **options, **seed)
+        else:
+            result = sim.run(chunk, **options, **seed).result()
         if not result.success:
             failed = [r.status for r in result.results if not r.success] or [result.status]
             raise RuntimeError(f"Aer could not simulate the batch: {failed[0]}")
@@ -76,10 +83,16 @@ def _run(sim: AerSimulator, circuits: list[QuantumCircuit], spec: BatchSpec, fir
     return out
 
 
-def pack(circuits: Sequence[QuantumCircuit]) -> bytes | list[QuantumCircuit]:
-    """Circuits as QPY bytes for the trip to a worker: about five times faster to write and
-    read than pickle, which matters when a sweep sends thousands of small circuits. Circuits
-    QPY cannot hold (custom Python objects) travel pickled instead."""
+def pack(circuits: Sequence[QuantumCircuit], compact: bool = True) -> Payload:
+    """Circuits for the trip to a worker. Plain circuits go compact (names, indices, angles;
+    see :mod:`qmio_lab.emulator.wire`) when ``compact``, which the noise-replay path cannot use
+    because it transpiles the circuits on the worker. Otherwise QPY: about five times faster to
+    write and read than pickle, which matters when a sweep sends thousands of small circuits.
+    Circuits QPY cannot hold (custom Python objects) travel pickled."""
+    if compact and circuits:
+        batch = wire.encode_batch(circuits)
+        if batch is not None:
+            return batch
     buffer = io.BytesIO()
     try:
         qpy.dump(list(circuits), buffer)
@@ -88,17 +101,22 @@ def pack(circuits: Sequence[QuantumCircuit]) -> bytes | list[QuantumCircuit]:
     return buffer.getvalue()
 
 
-def unpack(payload: bytes | Sequence[QuantumCircuit]) -> list[QuantumCircuit]:
+def unpack(payload: Payload) -> list[QuantumCircuit] | list[wire.CompactCircuit]:
+    if isinstance(payload, wire.CompactBatch):
+        return list(payload.circuits)
     if isinstance(payload, (bytes, bytearray)):
         return list(qpy.load(io.BytesIO(payload)))
     return list(payload)
 
 
-def run_batch(payload: bytes | Sequence[QuantumCircuit], spec: BatchSpec, first_index: int,
+def run_batch(payload: Payload, spec: BatchSpec, first_index: int,
               batch_index: int) -> list[ExperimentResult]:
     """Simulate the circuits in ``payload`` (the job's circuits ``first_index...``; see
     :func:`pack`) and tag each result with where and how it ran, so a user can trace any count
     back to a worker and a method."""
+    if spec.noise is not None and isinstance(payload, wire.CompactBatch):
+        raise ValueError("noise replay transpiles circuits on the worker: pack them with "
+                         "pack(circuits, compact=False)")
     circuits = unpack(payload)
     sim = _simulator(spec)
     seed = None if spec.seed is None else spec.seed + first_index

@@ -1,0 +1,159 @@
+"""Plain circuits in a compact form that a worker turns straight into Aer's native circuits.
+
+Half of qiskit-aer's time on a sweep of small circuits is spent in Python before the simulation
+starts: writing QPY on the client, reading it back into ``QuantumCircuit`` objects on the
+worker, then ``assemble_circuit`` materialising a Qiskit gate object for every instruction to
+copy its name, qubits and parameters into an ``AerCircuit``. For circuits made only of Aer's
+built-in gates, measurements, resets and barriers, the client instead sends those names, indices
+and angles (read without materialising gate objects), and the worker builds the ``AerCircuit``
+directly and hands it to the same C++ controller, with the same options, header and seed, so
+the counts are identical to ``AerSimulator.run``'s (tests/test_emulator_wire.py checks).
+
+Anything else (parameters, control flow, classical variables, delays, custom gates) returns
+``None`` from :func:`encode` and travels as QPY through Aer's own path. This module uses
+qiskit-aer internals (``AerCircuit``, ``generate_aer_config``, ``_execute_circuits``); if they
+move, :data:`AVAILABLE` is False and every batch takes the QPY path.
+"""
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qiskit import QuantumCircuit
+from qiskit.result import Result
+
+try:  # qiskit-aer internals: the path below is only an optimisation
+    from qiskit_aer.backends.aer_compiler import AerCircuit, generate_aer_config
+    from qiskit_aer.backends.backend_utils import CircuitHeader
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - a qiskit-aer that reorganised its compiler
+    AVAILABLE = False
+
+# Aer's built-in gates (aer_compiler.assemble_circuit's list), less "delay" (a duration, not an
+# angle) and the multi-controlled families whose names qiskit decorates.
+_FIXED = frozenset({
+    "ccx", "ccz", "cswap", "csx", "cx", "cy", "cz", "ecr", "h", "id", "s", "sdg", "swap", "sx",
+    "sxdg", "t", "tdg", "x", "y", "z",
+})
+_ROTATIONS = frozenset({
+    "cp", "p", "r", "rx", "rxx", "ry", "ryy", "rz", "rzx", "rzz", "u", "u1", "u2", "u3", "cu",
+    "cu1", "cu2", "cu3", "crx", "cry", "crz",
+})
+GATES = _FIXED | _ROTATIONS
+
+Op = tuple[str, tuple[int, ...], tuple[int, ...], tuple[float, ...], "str | None"]
+
+
+@dataclass(frozen=True)
+class CompactCircuit:
+    """What Aer needs of one circuit: its shape, its header and its instructions."""
+
+    name: str
+    num_qubits: int
+    num_clbits: int
+    qregs: tuple[tuple[str, int], ...]
+    cregs: tuple[tuple[str, int], ...]
+    global_phase: float
+    metadata: dict[str, Any]
+    ops: tuple[Op, ...]
+
+
+@dataclass(frozen=True)
+class CompactBatch:
+    """A batch of circuits that all encoded; ``run_batch`` recognises it by type."""
+
+    circuits: tuple[CompactCircuit, ...]
+
+
+def encode(circuit: QuantumCircuit) -> CompactCircuit | None:
+    """The compact form of ``circuit``, or None when only Aer's own path can run it."""
+    if circuit.num_vars or not isinstance(circuit.global_phase, (int, float)):
+        return None
+    # Reading an instruction's params builds a list, the costliest attribute here: skip it for
+    # the gates that have none. Bit indices through dict lookups bound once per circuit.
+    qubit = {q: i for i, q in enumerate(circuit.qubits)}.__getitem__
+    clbit = {c: i for i, c in enumerate(circuit.clbits)}.__getitem__
+    ops: list[Op] = []
+    append = ops.append
+    for inst in circuit.data:
+        name = inst.name
+        if name in _FIXED:
+            append((name, tuple(map(qubit, inst.qubits)), (), (), inst.label))
+        elif name in _ROTATIONS:
+            params = tuple(inst.params)
+            for p in params:
+                if type(p) is not float and type(p) is not int:
+                    return None  # unbound parameters, expressions, numpy scalars: Aer decides
+            append((name, tuple(map(qubit, inst.qubits)), (), params, inst.label))
+        elif name == "measure" or name == "reset":
+            append((name, tuple(map(qubit, inst.qubits)), tuple(map(clbit, inst.clbits)), (), None))
+        elif name != "barrier":  # Aer assembles a barrier to no operation
+            return None
+    return CompactCircuit(
+        name=circuit.name, num_qubits=circuit.num_qubits, num_clbits=circuit.num_clbits,
+        qregs=tuple((r.name, r.size) for r in circuit.qregs),
+        cregs=tuple((r.name, r.size) for r in circuit.cregs),
+        global_phase=float(circuit.global_phase), metadata=dict(circuit.metadata or {}),
+        ops=tuple(ops),
+    )
+
+
+def encode_batch(circuits: Sequence[QuantumCircuit]) -> CompactBatch | None:
+    """All of ``circuits`` compact, or None if any one needs Aer's own path."""
+    if not AVAILABLE:
+        return None
+    out = []
+    for circuit in circuits:
+        compact = encode(circuit)
+        if compact is None:
+            return None
+        out.append(compact)
+    return CompactBatch(tuple(out))
+
+
+def to_aer(circuit: CompactCircuit) -> Any:
+    """The ``AerCircuit`` that ``assemble_circuit`` would build for the same circuit."""
+    aer = AerCircuit()
+    aer.set_header(CircuitHeader(
+        n_qubits=circuit.num_qubits, qreg_sizes=[list(r) for r in circuit.qregs],
+        memory_slots=circuit.num_clbits, creg_sizes=[list(r) for r in circuit.cregs],
+        name=circuit.name, global_phase=circuit.global_phase,
+    ))
+    aer.num_qubits = circuit.num_qubits
+    aer.num_memory = circuit.num_clbits
+    aer.global_phase_angle = circuit.global_phase
+    gate, measure, reset = aer.gate, aer.measure, aer.reset
+    for name, qubits, clbits, params, label in circuit.ops:
+        if name == "measure":
+            measure(list(qubits), list(clbits), [])
+        elif name == "reset":
+            reset(list(qubits), -1)
+        else:
+            gate(name, list(qubits), list(params), [], -1, None, label or name)
+    return aer
+
+
+def run(simulator: Any, circuits: Sequence[CompactCircuit], **run_options: Any) -> Result:
+    """Simulate ``circuits`` in one call to ``simulator``'s C++ controller: what
+    ``AerSimulator.run(...).result()`` returns, without the Python assembly."""
+    start = time.time()
+    aer_circuits = [to_aer(c) for c in circuits]
+    for i, aer in enumerate(aer_circuits):
+        aer.circ_id = i
+    noise_model = run_options.pop("noise_model", getattr(simulator.options, "noise_model", None))
+    config = generate_aer_config(circuits, simulator.options, **run_options)
+    output = simulator._execute_circuits(aer_circuits, noise_model, config)
+    if not isinstance(output, dict):
+        raise RuntimeError("Aer's controller returned no result for the batch")
+    output.update(job_id=str(uuid.uuid4()), date=datetime.datetime.now().isoformat(),
+                  backend_name=simulator.name,
+                  backend_version=simulator.configuration().backend_version)
+    for result in output["results"]:
+        if "header" in result:
+            result["header"]["metadata"] = circuits[result.pop("circ_id")].metadata
+    output["time_taken"] = time.time() - start
+    return simulator._format_results(output)
