@@ -11,6 +11,8 @@ from qiskit.circuit.random import random_circuit
 from scipy.stats import chi2_contingency
 
 from qmio_lab.device import QmioDevice, QmioSimulator
+from qmio_lab.device import sampling
+from qmio_lab.device.noise import build_noise_model
 from qmio_lab.device.sampling import terminal_measurements
 from qmio_lab.device.simulator import compact
 
@@ -99,3 +101,38 @@ def test_what_qualifies_for_exact_draws():
     reset.reset(0)
     reset.measure(0, 0)
     assert terminal_measurements(reset, 10) is None
+
+
+@pytest.mark.parametrize("name", list(CIRCUITS))
+def test_superoperators_in_the_circuit_give_the_noise_models_distribution(chip, name):
+    """The exact sampler writes each gate's error into the circuit (Aer converting the noise
+    model costs ~2.5 ms a call); the distribution must be the one Aer computes from the model."""
+    device, cal, sim = chip
+    native = transpile(CIRCUITS[name](), target=device.target(cal), seed_transpiler=1)
+    small, qubits = compact(native, cal, device.dt)
+    plan = terminal_measurements(small, 10)
+    noise = device.noise_model(cal, qubits)
+    args = (sim._aer, [small], [plan], qubits, cal, noise, None, device.dt)
+    ours = sampling._with_superops(*args)
+    assert ours is not None, "the superoperator path should take this circuit"
+    theirs = sampling._with_noise_model(*args)
+    noiseless = sampling._with_noise_model(sim._aer, [small], [plan], qubits, cal, None, None, device.dt)
+    np.testing.assert_allclose(ours[0], theirs[0], atol=1e-12)
+    assert np.abs(ours[0] - noiseless[0]).max() > 1e-3  # the noise is there to be matched
+
+
+def test_models_the_superoperators_cannot_express_take_aers_noise_path(chip):
+    device, cal, sim = chip
+    small, qubits = compact(transpile(bell(), target=device.target(cal), seed_transpiler=1), cal, device.dt)
+    plan = terminal_measurements(small, 10)
+    model = build_noise_model(cal, qubits)
+    assert model.superops() is not None
+    from qiskit_aer.noise import depolarizing_error
+    model.add_all_qubit_quantum_error(depolarizing_error(0.5, 1), ["rz"])
+    assert model.superops() is None
+    assert sampling._with_superops(sim._aer, [small], [plan], qubits, cal, model, None, device.dt) is None
+    # rz now scrambles: the distribution reflects the added error
+    blurred = sampling._with_noise_model(sim._aer, [small], [plan], qubits, cal, model, None, device.dt)[0]
+    plain = sampling._with_superops(sim._aer, [small], [plan], qubits, cal, build_noise_model(cal, qubits), None,
+                                    device.dt)[0]
+    assert np.abs(blurred - plain).max() > 0.01

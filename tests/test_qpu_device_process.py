@@ -158,3 +158,33 @@ def test_device_process_binds_rows_and_keeps_templates(chip):
     finally:
         dp.stop()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_wait_relaxes_through_the_device_process(chip):
+    """A delay used to reach the simulator process as an instruction Aer did not know (its
+    relaxation channel does not survive QPY): every job with a wait failed."""
+    import json
+
+    device, cal = chip
+    q = min(range(device.num_qubits), key=lambda i: cal.qubits[i].t1)
+    t1 = cal.qubits[q].t1
+    waits = {}
+    dp = DeviceProcess(device.seed)
+    try:
+        for label, factor in (("short", 0.0), ("t1", 1.0), ("3t1", 3.0)):
+            qc = QuantumCircuit(device.num_qubits, 1)
+            qc.x(q)
+            if factor:
+                qc.delay(round(factor * t1 / device.dt), q, unit="dt")
+            qc.measure(q, 0)
+            native = transpile(qc, target=device.target(cal), initial_layout=list(range(device.num_qubits)),
+                               optimization_level=0)
+            small, qubits = compact(native, cal, device.dt)
+            body = json.loads(dp.run(label, [Program(label, small, qubits)], 4000, cal))
+            waits[label] = ones(body["counts"][0])
+    finally:
+        dp.stop()
+    # the excited population decays as exp(-t/T1) (on top of readout error)
+    assert waits["short"] > 0.85
+    assert abs(waits["t1"] - waits["short"] * math.exp(-1)) < 0.08, waits
+    assert waits["3t1"] < 0.15, waits

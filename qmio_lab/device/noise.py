@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
+
+from qiskit import QuantumCircuit
 from qiskit_aer.noise import (
     NoiseModel, QuantumError, ReadoutError, depolarizing_error, thermal_relaxation_error,
 )
@@ -16,6 +20,7 @@ from qmio_lab.device.calibration import Calibration, QubitCalibration
 from qmio_lab.device.generation import coherence_limited_error
 
 NATIVE_GATES = ("rz", "sx", "x", "ecr")
+_OWN_ATTRIBUTES = frozenset({"_dict_cache", "_local_errors", "_superops", "_only_local"})
 
 
 class CachedNoiseModel(NoiseModel):
@@ -29,6 +34,21 @@ class CachedNoiseModel(NoiseModel):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._dict_cache: dict[bool, dict] = {}
+        self._local_errors: dict[tuple[str, tuple[int, ...]], QuantumError] = {}
+        self._superops: dict[tuple[str, tuple[int, ...]], np.ndarray] | None = None
+        self._only_local = True  # every quantum error is on named gates and given qubits
+
+    def superops(self) -> dict[tuple[str, tuple[int, ...]], np.ndarray] | None:
+        """Each gate error as the superoperator matrix of its channel, by ``(gate, qubits)``:
+        what the exact sampler writes into a circuit instead of passing the model to Aer, whose
+        conversion of the model costs more than a small simulation. None when the model has
+        errors this form cannot place (on every qubit, or on instructions given as objects)."""
+        if not self._only_local:
+            return None
+        if self._superops is None:
+            self._superops = {key: np.ascontiguousarray(err.to_quantumchannel().data)
+                              for key, err in self._local_errors.items()}
+        return self._superops
 
     def to_dict(self, serializable: bool = False) -> dict:
         cached = self._dict_cache.get(serializable)
@@ -40,12 +60,13 @@ class CachedNoiseModel(NoiseModel):
         clone = NoiseModel.__new__(NoiseModel)
         memo[id(self)] = clone
         for key, value in self.__dict__.items():
-            if key != "_dict_cache":
+            if key not in _OWN_ATTRIBUTES:
                 setattr(clone, key, copy.deepcopy(value, memo))
         return clone
 
     def _changed(self) -> None:
         self._dict_cache.clear()
+        self._superops = None
 
     def add_basis_gates(self, *args, **kwargs):
         self._changed()
@@ -53,11 +74,21 @@ class CachedNoiseModel(NoiseModel):
 
     def add_all_qubit_quantum_error(self, *args, **kwargs):
         self._changed()
+        self._only_local = False
         return super().add_all_qubit_quantum_error(*args, **kwargs)
 
-    def add_quantum_error(self, *args, **kwargs):
+    def add_quantum_error(self, error, instructions, qubits, warnings=True):
         self._changed()
-        return super().add_quantum_error(*args, **kwargs)
+        names = [instructions] if isinstance(instructions, str) else list(instructions)
+        if all(isinstance(name, str) for name in names) and isinstance(error, QuantumError):
+            for name in names:
+                key = (name, tuple(int(q) for q in qubits))
+                if key in self._local_errors:  # Aer composes a second error on the same gate
+                    self._only_local = False
+                self._local_errors[key] = error
+        else:
+            self._only_local = False
+        return super().add_quantum_error(error, instructions, qubits, warnings)
 
     def add_all_qubit_readout_error(self, *args, **kwargs):
         self._changed()
@@ -111,3 +142,27 @@ def build_noise_model(cal: Calibration, qubits: Sequence[int] | None = None) -> 
             err = gate_error(qs, c.ecr_duration, c.ecr_error)
             model.add_quantum_error(err, "ecr", [index[c.control], index[c.target]])
     return model
+
+
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "ps": 1e-12}
+
+
+def delay_seconds(op: Any, dt: float) -> float:
+    """A delay's duration in seconds, whatever its unit (``dt`` is the device's sample time)."""
+    unit = op.unit
+    return float(op.duration) * (dt if unit == "dt" else _TIME_UNITS[unit])
+
+
+def relax_delays(circuit: QuantumCircuit, qubits: tuple[int, ...], cal: Calibration, dt: float) -> QuantumCircuit:
+    """A compact circuit with each delay replaced by the T1/T2 relaxation of its physical
+    qubit under ``cal``, as Aer's noise path runs it."""
+    if not any(inst.operation.name == "delay" for inst in circuit.data):
+        return circuit
+    out = circuit.copy_empty_like()
+    for inst in circuit.data:
+        if inst.operation.name == "delay":
+            phys = qubits[circuit.find_bit(inst.qubits[0]).index]
+            out.append(relaxation(cal.qubits[phys], delay_seconds(inst.operation, dt)), inst.qubits)
+        else:
+            out._append(inst)
+    return out

@@ -20,16 +20,13 @@ from qiskit_aer import AerSimulator
 from qmio_lab import config
 from qmio_lab.device.calibration import Calibration, utc
 from qmio_lab.device.device import QmioDevice
-from qmio_lab.device.noise import relaxation
+from qmio_lab.device.noise import delay_seconds, relax_delays
 from qmio_lab.device.sampling import sample_exactly, terminal_measurements
 from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 
 ALLOWED_OPERATIONS = frozenset({"rz", "sx", "x", "ecr", "measure", "delay", "barrier"})
 _CLOCK_RESOLUTION = timedelta(minutes=1)  # drift over a minute is far below shot noise
 _SERIAL_QUBITS = 14  # Aer's own threshold for parallel state updates
-_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "ps": 1e-12}
-
-
 def check_shots(shots: Any) -> int:
     limit = int(config.get("device.max_shots"))
     if isinstance(shots, bool) or not isinstance(shots, int) or not 1 <= shots <= limit:
@@ -74,15 +71,13 @@ def check_circuit(circuit: QuantumCircuit, device: QmioDevice) -> None:
         )
 
 
-def _delay_seconds(op: Any, dt: float) -> float:
-    unit = op.unit
-    return float(op.duration) * (dt if unit == "dt" else _TIME_UNITS[unit])
-
-
 def compact(circuit: QuantumCircuit, cal: Calibration, dt: float) -> tuple[QuantumCircuit, tuple[int, ...]]:
-    """Keep only the qubits the circuit touches and make delays relax with T1/T2.
+    """Keep only the qubits the circuit touches; delays stay, in whole ``dt``.
 
-    Returns the compact circuit and the physical qubit of each of its qubits.
+    Returns the compact circuit and the physical qubit of each of its qubits. A delay relaxes
+    its qubit with the T1/T2 in force when the circuit runs (:func:`relax_delays`), not when
+    it was compiled, and stays a plain delay in ``dt``: the only unit QPY keeps (qiskit 2.6
+    writes a delay's duration without its unit), on the way to the simulator process.
     """
     index = {q: circuit.find_bit(q).index for q in circuit.qubits}
     used = sorted({index[q] for inst in circuit.data if inst.operation.name != "barrier" for q in inst.qubits})
@@ -100,9 +95,9 @@ def compact(circuit: QuantumCircuit, cal: Calibration, dt: float) -> tuple[Quant
             continue
         qubits = [out.qubits[local[index[q]]] for q in inst.qubits]
         if op.name == "delay":
-            seconds = _delay_seconds(op, dt)
-            if seconds > 0:
-                out.append(relaxation(cal.qubits[index[inst.qubits[0]]], seconds), qubits)
+            ticks = round(delay_seconds(op, dt) / dt)
+            if ticks > 0:
+                out.delay(ticks, qubits, unit="dt")
             continue
         out.append(op, qubits, inst.clbits)
     return out, tuple(used)
@@ -230,14 +225,15 @@ class QmioSimulator(BackendV2):
             done: list[tuple[int, Any]] = []
             if exact:
                 results = sample_exactly(self._aer, [c for (_, c), _ in exact], [p for _, p in exact],
-                                         qubits, shots, cal, noise, seed)
+                                         qubits, shots, cal, noise, seed, self.device.dt)
                 done.extend((i, exp) for ((i, _), _), exp in zip(exact, results))
             if shot_by_shot:
                 # Small circuits gain nothing from OpenMP, and its idle threads spin on the cores
                 # the service's other threads need; wide ones get every core.
                 threads = 1 if len(qubits) <= _SERIAL_QUBITS else 0
                 res = self._aer.run(
-                    [c for _, c in shot_by_shot], shots=shots, noise_model=noise, seed_simulator=seed,
+                    [relax_delays(c, qubits, cal, self.device.dt) for _, c in shot_by_shot], shots=shots,
+                    noise_model=noise, seed_simulator=seed,
                     max_parallel_threads=threads,
                 ).result()
                 if not res.success:

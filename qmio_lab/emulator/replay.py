@@ -15,7 +15,7 @@ from qiskit_aer.noise import NoiseModel
 
 from qmio_lab import config
 from qmio_lab.device.calibration import Calibration
-from qmio_lab.device.noise import build_noise_model
+from qmio_lab.device.noise import build_noise_model, relax_delays
 from qmio_lab.device.simulator import ALLOWED_OPERATIONS, compact
 from qmio_lab.device.target import build_target
 from qmio_lab.errors import CalibrationError
@@ -85,7 +85,8 @@ def to_device(
             circuit, target=build_target(cal, dt), optimization_level=1,
             seed_transpiler=0 if seed is None else seed,
         )
-    return compact(circuit, cal, dt)
+    small, qubits = compact(circuit, cal, dt)
+    return relax_delays(small, qubits, cal, dt), qubits
 
 
 def noise_for(cal: Calibration, qubits: tuple[int, ...]) -> NoiseModel:

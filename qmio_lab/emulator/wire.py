@@ -10,9 +10,8 @@ directly and hands it to the same C++ controller, with the same options, header 
 the counts are identical to ``AerSimulator.run``'s (tests/test_emulator_wire.py checks).
 
 Anything else (parameters, control flow, classical variables, delays, custom gates) returns
-``None`` from :func:`encode` and travels as QPY through Aer's own path. This module uses
-qiskit-aer internals (``AerCircuit``, ``generate_aer_config``, ``_execute_circuits``); if they
-move, :data:`AVAILABLE` is False and every batch takes the QPY path.
+``None`` from :func:`encode` and travels as QPY through Aer's own path, as does everything when
+the qiskit-aer internals this relies on move (:data:`qmio_lab.device.aer_native.AVAILABLE`).
 """
 from __future__ import annotations
 
@@ -26,12 +25,8 @@ from typing import Any
 from qiskit import QuantumCircuit
 from qiskit.result import Result
 
-try:  # qiskit-aer internals: the path below is only an optimisation
-    from qiskit_aer.backends.aer_compiler import AerCircuit, generate_aer_config
-    from qiskit_aer.backends.backend_utils import CircuitHeader
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - a qiskit-aer that reorganised its compiler
-    AVAILABLE = False
+from qmio_lab.device import aer_native
+from qmio_lab.device.aer_native import AVAILABLE
 
 # Aer's built-in gates (aer_compiler.assemble_circuit's list), less "delay" (a duration, not an
 # angle) and the multi-controlled families whose names qiskit decorates.
@@ -117,15 +112,10 @@ def encode_batch(circuits: Sequence[QuantumCircuit]) -> CompactBatch | None:
 
 def to_aer(circuit: CompactCircuit) -> Any:
     """The ``AerCircuit`` that ``assemble_circuit`` would build for the same circuit."""
-    aer = AerCircuit()
-    aer.set_header(CircuitHeader(
-        n_qubits=circuit.num_qubits, qreg_sizes=[list(r) for r in circuit.qregs],
-        memory_slots=circuit.num_clbits, creg_sizes=[list(r) for r in circuit.cregs],
-        name=circuit.name, global_phase=circuit.global_phase,
-    ))
-    aer.num_qubits = circuit.num_qubits
-    aer.num_memory = circuit.num_clbits
-    aer.global_phase_angle = circuit.global_phase
+    aer = aer_native.new_circuit(
+        circuit.num_qubits, circuit.num_clbits, name=circuit.name, global_phase=circuit.global_phase,
+        qregs=circuit.qregs, cregs=circuit.cregs,
+    )
     gate, measure, reset = aer.gate, aer.measure, aer.reset
     for name, qubits, clbits, params, label in circuit.ops:
         if name == "measure":
@@ -141,14 +131,8 @@ def run(simulator: Any, circuits: Sequence[CompactCircuit], **run_options: Any) 
     """Simulate ``circuits`` in one call to ``simulator``'s C++ controller: what
     ``AerSimulator.run(...).result()`` returns, without the Python assembly."""
     start = time.time()
-    aer_circuits = [to_aer(c) for c in circuits]
-    for i, aer in enumerate(aer_circuits):
-        aer.circ_id = i
     noise_model = run_options.pop("noise_model", getattr(simulator.options, "noise_model", None))
-    config = generate_aer_config(circuits, simulator.options, **run_options)
-    output = simulator._execute_circuits(aer_circuits, noise_model, config)
-    if not isinstance(output, dict):
-        raise RuntimeError("Aer's controller returned no result for the batch")
+    output = aer_native.execute(simulator, [to_aer(c) for c in circuits], circuits, noise_model, **run_options)
     output.update(job_id=str(uuid.uuid4()), date=datetime.datetime.now().isoformat(),
                   backend_name=simulator.name,
                   backend_version=simulator.configuration().backend_version)
