@@ -64,3 +64,22 @@ def test_recent_durations_are_the_latest_finished_jobs(tmp_path):
         store.finish(job_id, result_json="{}", calibration_id="c")
     recent = store.recent_durations(limit=2)
     assert [n for _, n in recent] == [5, 4] and all(d >= 0 for d, _ in recent)
+
+
+def test_the_head_of_the_queue_is_the_first_of_the_whole_order(tmp_path):
+    """The executor reads only the head (LIMIT 1, or the reservation holder's head): it must be
+    the job the full order puts first, for every mix of priorities and users."""
+    store = Store(tmp_path / "q.sqlite")
+    for i, (user, priority) in enumerate([("alice", 0), ("alice", 0), ("bob", 0), ("carol", 2),
+                                          ("bob", 1), ("alice", 2), ("bob", 0)]):
+        store.add_job(user=user, circuits=[ITEM], shots=10, priority=priority, name=f"j{i}")
+    while True:
+        order = store.queue_order()
+        if not order:
+            assert store.queue_order(limit=1) == []
+            break
+        assert store.queue_order(limit=1) == order[:1]
+        for user in ("alice", "bob", "carol"):
+            assert store.queue_order(user=user, limit=1) == [j for j in order if j["user"] == user][:1]
+        assert store.claim(order[0]["id"]) is not None  # serving a user changes the turns
+    store.close()

@@ -174,21 +174,22 @@ class Store:
         sql += " ORDER BY seq DESC LIMIT ?"
         return [dict(r) for r in self._conn().execute(sql, (*args, limit))]
 
-    def queue_order(self) -> list[dict[str, Any]]:
-        """Queued jobs in the order they will run.
+    def queue_order(self, *, user: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Queued jobs in the order they will run (only ``user``'s, and the first ``limit``, if given).
 
         Priority first; within a priority, users take turns (each user's k-th queued job
         ranks k-th, ties go to the user served least recently); then submission order.
         """
-        sql = """
+        sql = f"""
             SELECT j.id, j.user, j.priority, j.num_circuits, j.shots, j.seq,
                    ROW_NUMBER() OVER (PARTITION BY j.user, j.priority ORDER BY j.seq) AS turn,
                    COALESCE(f.last_started, 0) AS last_served
             FROM jobs j LEFT JOIN fair_share f ON f.user = j.user
-            WHERE j.state = 'queued'
+            WHERE j.state = 'queued'{" AND j.user = :user" if user is not None else ""}
             ORDER BY j.priority DESC, turn, last_served, j.seq
+            {"LIMIT :limit" if limit is not None else ""}
         """
-        return [dict(r) for r in self._conn().execute(sql)]
+        return [dict(r) for r in self._conn().execute(sql, {"user": user, "limit": limit})]
 
     def claim(self, job_id: str) -> dict[str, Any] | None:
         """Move a queued job to running and return it as it now is; None if it was cancelled meanwhile."""
