@@ -23,7 +23,8 @@ def emulator_rows(run_up_to: int) -> list[dict]:
     data = json.loads((HERE / "results_emulator.json").read_text())
     sweep, width = data["sweep"], data["width"]
     ran = [r for r in width["runs"] if r.get("ok")]
-    widest_run = max((r["qubits"] for r in ran), default=0)
+    widest = max(ran, key=lambda r: r["qubits"], default={"qubits": 0, "peak_rss": 0, "seconds": 0})
+    widest_run = widest["qubits"]
     return [
         {"id": "E1", "what": f"{sweep['circuits']}-circuit sweep on 2 SLURM workers vs one batched in-process Aer run",
          "ours": f"{sweep['slurm_2_workers_s']:.2f} s", "baseline": f"{sweep['in_process_s']:.2f} s",
@@ -31,10 +32,11 @@ def emulator_rows(run_up_to: int) -> list[dict]:
         {"id": "E1'", "what": "of which the leaner path: the workers' code (compact circuits) in one process",
          "ours": f"{sweep['in_process_compact_s']:.2f} s", "baseline": f"{sweep['in_process_s']:.2f} s",
          "ratio": f"{sweep['speedup_compact_one_process']:.2f}x", "goal": "-", "met": None},
-        {"id": "E2", "what": "widest statevector on this machine (memory model; largest actually run)",
-         "ours": f"{width['largest_by_model']['double']} qubits ({widest_run} run)",
+        {"id": "E2", "what": "widest statevector this machine runs (largest the memory model admits, run for real)",
+         "ours": f"{widest_run} qubits run ({widest['peak_rss'] / 2**30:.1f} GiB peak, {widest['seconds']:.0f} s); "
+                 f"model {width['largest_by_model']['double']}",
          "baseline": f"{width['machine_memory_bytes'] / 2**30:.1f} GiB RAM", "ratio": "-", "goal": "30 qubits",
-         "met": width["largest_by_model"]["double"] >= 30},
+         "met": widest_run >= 30},
     ]
 
 
@@ -50,7 +52,7 @@ def main() -> None:
 
     bench_qpu.main()
     rows = json.loads(RESULTS.read_text())["qpu"]["rows"]
-    erows = emulator_rows(run_up_to=int(sys.argv[1]) if len(sys.argv) > 1 else 27)
+    erows = emulator_rows(run_up_to=int(sys.argv[1]) if len(sys.argv) > 1 else 30)
     save("emulator", erows)
     all_rows = rows + erows
     data = json.loads(RESULTS.read_text())
