@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import qiskit_aer.library  # noqa: F401 - registers QuantumCircuit.save_probabilities
 from qiskit import QuantumCircuit
-from qiskit.circuit import ControlFlowOp
 from qiskit.result.models import ExperimentResult
 
 from qmio_lab.device import aer_native
@@ -40,21 +39,23 @@ def terminal_measurements(circuit: QuantumCircuit, max_qubits: int) -> list[tupl
     """
     if circuit.num_qubits > max_qubits:
         return None
+    qubit = {q: i for i, q in enumerate(circuit.qubits)}
+    clbit = {c: i for i, c in enumerate(circuit.clbits)}
     measured: dict[int, int] = {}
     written: set[int] = set()
-    for inst in circuit.data:
-        op = inst.operation
-        if op.name == "barrier":
+    for inst in circuit.data:  # names and bits only: no gate objects built
+        name = inst.name
+        if name == "barrier":
             continue
-        qubits = [circuit.find_bit(q).index for q in inst.qubits]
-        if op.name == "measure":
-            clbit = circuit.find_bit(inst.clbits[0]).index
-            if qubits[0] in measured or clbit in written:
+        qubits = [qubit[q] for q in inst.qubits]
+        if name == "measure":
+            bit = clbit[inst.clbits[0]]
+            if qubits[0] in measured or bit in written:
                 return None
-            measured[qubits[0]] = clbit
-            written.add(clbit)
+            measured[qubits[0]] = bit
+            written.add(bit)
             continue
-        if inst.clbits or isinstance(op, ControlFlowOp) or op.name == "reset" or measured.keys() & set(qubits):
+        if inst.clbits or inst.is_control_flow() or name == "reset" or measured.keys() & set(qubits):
             return None
     return list(measured.items()) or None
 
