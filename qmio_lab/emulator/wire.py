@@ -40,7 +40,7 @@ _ROTATIONS = frozenset({
 })
 GATES = _FIXED | _ROTATIONS
 
-Op = tuple[str, tuple[int, ...], tuple[int, ...], tuple[float, ...], "str | None"]
+Op = tuple[str, tuple[int, ...], tuple[int, ...], tuple[float, ...], str | None]  # name, qubits, clbits, params, label
 
 
 @dataclass(frozen=True)
