@@ -67,6 +67,30 @@ def test_service_answers_while_the_qpu_simulates(svc):
     assert len(counts) == 16 and all(sum(c.values()) == 4000 for c in counts)
 
 
+def test_a_long_job_reports_its_progress_to_the_record_and_the_monitor(svc):
+    """The job record's ``circuits_done`` climbs while the job runs (the simulator process
+    reports it a few times a second), and the notebook job monitor shows it."""
+    from qmio_lab.qpu.backend import QPUBackend, QPUJob
+    from qmio_lab.widgets.jobs import snapshot
+
+    alice = svc.client("alice")
+    job_id = long_job(alice)
+    wait_running(alice, job_id)
+    job = QPUJob(QPUBackend(alice), job_id, alice, alice.job(job_id))
+    seen, shown = [], []
+    deadline = time.monotonic() + 120
+    while (record := alice.job(job_id))["state"] == "running":
+        seen.append(record["circuits_done"])
+        shown.append(snapshot(job).done)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert record["state"] == "done" and record["circuits_done"] == record["num_circuits"] == 16
+    assert seen == sorted(seen), seen  # never goes back
+    assert any(0 < n < 16 for n in seen), seen  # and is seen part-way, not only 0 then 16
+    assert any(0 < n < 16 for n in shown), shown
+    assert snapshot(job).done == snapshot(job).total == 16
+
+
 def test_a_dead_simulator_fails_only_its_job(svc):
     alice = svc.client("alice")
     before = alice.status()["simulator"]
@@ -188,3 +212,24 @@ def test_a_wait_relaxes_through_the_device_process(chip):
     assert waits["short"] > 0.85
     assert abs(waits["t1"] - waits["short"] * math.exp(-1)) < 0.08, waits
     assert waits["3t1"] < 0.15, waits
+
+
+def test_the_child_reports_progress_of_a_long_job_and_nothing_for_a_short_one(chip):
+    import json
+
+    device, cal = chip
+    _, small, qubits = native_small(device, cal, random_circuit(8, 12, measure=True, seed=7))
+    _, flip_small, flip_qubits = native_small(device, cal, flip())
+    dp = DeviceProcess(device.seed)
+    try:
+        reports: list[int] = []
+        body = json.loads(dp.run("long", [Program("long", small, qubits)] * 12, 4000, cal,
+                                 on_progress=reports.append))
+        assert len(body["counts"]) == 12
+        assert len(reports) >= 2 and reports == sorted(set(reports)), reports
+        assert all(0 < n < 12 for n in reports), reports
+        quiet: list[int] = []
+        dp.run("short", [Program("flip", flip_small, flip_qubits)] * 3, 100, cal, on_progress=quiet.append)
+        assert quiet == []
+    finally:
+        dp.stop()

@@ -5,8 +5,9 @@ what QMIO refuses, and samples with the noise of the calibration effective at ru
 """
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -27,6 +28,9 @@ from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 ALLOWED_OPERATIONS = frozenset({"rz", "sx", "x", "ecr", "measure", "delay", "barrier"})
 _CLOCK_RESOLUTION = timedelta(minutes=1)  # drift over a minute is far below shot noise
 _SERIAL_QUBITS = 14  # Aer's own threshold for parallel state updates
+_CHUNK_SECONDS = 0.25  # with progress reporting: about this long between two reports
+
+
 def check_shots(shots: Any) -> int:
     limit = int(config.get("device.max_shots"))
     if isinstance(shots, bool) or not isinstance(shots, int) or not 1 <= shots <= limit:
@@ -101,6 +105,22 @@ def compact(circuit: QuantumCircuit, cal: Calibration, dt: float) -> tuple[Quant
             continue
         out.append(op, qubits, inst.clbits)
     return out, tuple(used)
+
+
+def in_chunks(items: Sequence[Any], run: Callable[[Sequence[Any]], None], counted: Callable[[int], None],
+              seconds: float = _CHUNK_SECONDS) -> None:
+    """``run`` over consecutive slices of ``items``, each sized from the last one's speed to take
+    about ``seconds``, calling ``counted(n)`` after each: progress for a long job at the cost of
+    one extra simulator call per chunk (the first chunk is one item, to measure)."""
+    start, size = 0, 1
+    while start < len(items):
+        chunk = items[start:start + size]
+        t0 = time.perf_counter()
+        run(chunk)
+        per_item = (time.perf_counter() - t0) / len(chunk)
+        start += len(chunk)
+        counted(len(chunk))
+        size = max(1, int(seconds / max(per_item, 1e-6)))
 
 
 def tag(experiment: Any, **values: Any) -> None:
@@ -209,36 +229,59 @@ class QmioSimulator(BackendV2):
 
     def execute_compact(
         self, pairs: Iterable[tuple[QuantumCircuit, tuple[int, ...]]], shots: int, cal: Calibration,
-        seed: int | None = None, job_id: str = "",
+        seed: int | None = None, job_id: str = "", progress: Callable[[int], None] | None = None,
     ) -> Result:
-        """:meth:`execute` for circuits already passed through :func:`compact` (with their qubits)."""
+        """:meth:`execute` for circuits already passed through :func:`compact` (with their qubits).
+
+        With ``progress``, circuits run in chunks of about a quarter of a second each and
+        ``progress(circuits done)`` follows every chunk, so a long job shows how far it is.
+        Without it, each group of circuits on the same qubits is one Aer call (per-circuit seeds
+        then match Aer's own for a batch).
+        """
         groups: dict[tuple[int, ...], list[tuple[int, QuantumCircuit]]] = {}
         for i, (small, qubits) in enumerate(pairs):
             groups.setdefault(qubits, []).append((i, small))
         ordered: dict[int, Any] = {}
         exact_qubits = int(config.get("device.exact_sampling_max_qubits"))
+        finished = 0
+
+        def counted(n: int) -> None:
+            nonlocal finished
+            finished += n
+            if progress is not None:
+                progress(finished)
+
         for qubits, items in groups.items():
             noise = self.device.noise_model(cal, qubits)
             plans = [terminal_measurements(c, exact_qubits) for _, c in items]
             exact = [(item, plan) for item, plan in zip(items, plans) if plan is not None]
             shot_by_shot = [item for item, plan in zip(items, plans) if plan is None]
             done: list[tuple[int, Any]] = []
-            if exact:
-                results = sample_exactly(self._aer, [c for (_, c), _ in exact], [p for _, p in exact],
+
+            def run_exact(chunk: Sequence[tuple[tuple[int, QuantumCircuit], Any]]) -> None:
+                results = sample_exactly(self._aer, [c for (_, c), _ in chunk], [p for _, p in chunk],
                                          qubits, shots, cal, noise, seed, self.device.dt)
-                done.extend((i, exp) for ((i, _), _), exp in zip(exact, results))
-            if shot_by_shot:
+                done.extend((i, exp) for ((i, _), _), exp in zip(chunk, results))
+
+            def run_shots(chunk: Sequence[tuple[int, QuantumCircuit]]) -> None:
                 # Small circuits gain nothing from OpenMP, and its idle threads spin on the cores
                 # the service's other threads need; wide ones get every core.
                 threads = 1 if len(qubits) <= _SERIAL_QUBITS else 0
                 res = self._aer.run(
-                    [relax_delays(c, qubits, cal, self.device.dt) for _, c in shot_by_shot], shots=shots,
-                    noise_model=noise, seed_simulator=seed,
-                    max_parallel_threads=threads,
+                    [relax_delays(c, qubits, cal, self.device.dt) for _, c in chunk], shots=shots,
+                    noise_model=noise, seed_simulator=seed, max_parallel_threads=threads,
                 ).result()
                 if not res.success:
                     raise RuntimeError(f"simulation failed: {res.status}")
-                done.extend((i, exp) for (i, _), exp in zip(shot_by_shot, res.results))
+                done.extend((i, exp) for (i, _), exp in zip(chunk, res.results))
+
+            for work, run in ((exact, run_exact), (shot_by_shot, run_shots)):
+                if work and progress is None:
+                    run(work)
+                elif work:
+                    in_chunks(work, run, counted)
+            if progress is None:
+                counted(len(items))
             for i, exp in done:
                 tag(exp, calibration_id=cal.id, physical_qubits=list(qubits))
                 ordered[i] = exp

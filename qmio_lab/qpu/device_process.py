@@ -7,7 +7,8 @@ the simulation uses a core of its own and the service stays responsive; if the s
 crashes (or the kernel kills it for memory), the job in hand fails with a clear message, the
 service lives on and the next job gets a fresh simulator.
 
-The pipe carries JSON headers and QPY bytes, never pickle. The child keeps the compact native
+The pipe carries JSON headers and QPY bytes, never pickle; while a job of several circuits runs,
+the child sends its progress (circuits done) a few times a second. The child keeps the compact native
 circuits (templates) and calibrations it has seen, so a hybrid loop resubmitting one circuit
 with new parameter values sends only a key and the values.
 """
@@ -21,7 +22,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 _TEMPLATES_KEPT = 4096  # compact native circuits the child keeps, newest used last
 _CALIBRATIONS_KEPT = 16
 _START_TIMEOUT_S = 120.0
+_PROGRESS_EVERY_S = 0.2  # the child reports a long job's progress at most this often
 
 
 class DeviceProcessError(QmioError, RuntimeError):
@@ -126,8 +130,10 @@ class DeviceProcess:
                 proc.kill()
                 proc.wait(timeout=5)
 
-    def run(self, job_id: str, programs: list[Program], shots: int, cal: Calibration) -> str:
+    def run(self, job_id: str, programs: list[Program], shots: int, cal: Calibration,
+            on_progress: Callable[[int], None] | None = None) -> str:
         """Simulate a job; returns its result body as JSON text, ready to store and send.
+        ``on_progress(circuits done)`` hears of a long job's progress as the child reports it.
 
         Raises QmioError with the device's message when the job cannot run, and
         DeviceProcessError (after restarting the child) when the simulator process died.
@@ -144,6 +150,10 @@ class DeviceProcess:
             reply = self._exchange(conn, job_id, programs, shots, cal, resend=False)
             if reply[:1] == b"M":  # it forgot something we thought it kept: send everything
                 reply = self._exchange(conn, job_id, programs, shots, cal, resend=True)
+            while reply[:1] == b"P":  # progress, then (eventually) the answer
+                if on_progress is not None:
+                    on_progress(int(reply[1:]))
+                reply = conn.recv_bytes()
         except (EOFError, OSError) as exc:
             code = None
             if self._proc is not None:
@@ -245,7 +255,8 @@ def serve_device(conn: Connection, seed: int) -> None:
                 templates.move_to_end(p["key"])
                 qubits = tuple(p["qubits"])
                 pairs.extend((bound, qubits) for bound in _bind(template, p["names"], p["rows"]))
-            result = simulator.execute_compact(pairs, header["shots"], cal, job_id=header["job_id"])
+            result = simulator.execute_compact(pairs, header["shots"], cal, job_id=header["job_id"],
+                                               progress=_reporter(conn, len(pairs)))
             reply = b"R" + json.dumps(result_body(result, cal)).encode()
         except QmioError as exc:
             reply = b"Q" + str(exc).encode()
@@ -256,6 +267,22 @@ def serve_device(conn: Connection, seed: int) -> None:
             conn.send_bytes(reply)
         except OSError:  # the service is gone (stopped, or killed): nobody waits for this result
             return
+
+
+def _reporter(conn: Connection, total: int) -> Callable[[int], None] | None:
+    """Progress frames (b"P" + circuits done) for a job of several circuits, at most one per
+    ``_PROGRESS_EVERY_S``: a short job sends none and costs nothing more."""
+    if total < 2:
+        return None
+    last = time.monotonic()
+
+    def report(done: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done < total and now - last >= _PROGRESS_EVERY_S:
+            conn.send_bytes(b"P%d" % done)
+            last = now
+    return report
 
 
 def _bind(template: QuantumCircuit, names: list[str], rows: list[list[float]] | None) -> list[QuantumCircuit]:

@@ -43,6 +43,7 @@ class Executor(threading.Thread):
         self.state = "online"
         self.maintenance = False
         self.running_job: dict[str, Any] | None = None
+        self.running_done = 0  # circuits of the running job simulated so far
         self.calibrating_until: datetime | None = None
         self._drift_step = timedelta(seconds=float(config.get("qpu.drift_resolution_s")))
         self._wake = threading.Event()
@@ -146,13 +147,14 @@ class Executor(threading.Thread):
         """Run a claimed job. Listeners get the job row as it changes (no re-read), so a waiting
         client hears of its result with no database round trip in between."""
         job_id = job["id"]
+        self.running_done = 0
         self.running_job = job
         self.on_job_change(job)
         cal = self.effective_calibration()
         ended: dict[str, Any] = {"calibration_id": cal.id}
         try:
             programs = self._programs(self.store.job_circuits(job_id), cal, job["optimization_level"])
-            body = self.device_process.run(job_id, programs, job["shots"], cal)
+            body = self.device_process.run(job_id, programs, job["shots"], cal, on_progress=self._progressed)
             ended["finished_at"] = self.store.finish(job_id, result_json=body, calibration_id=cal.id)
             ended.update(state="done", error=None)
         except QmioError as exc:
@@ -165,6 +167,9 @@ class Executor(threading.Thread):
             self.running_job = None
             # an unexpected error (e.g. the database gone) leaves the row as it is: read it back
             self.on_job_change({**job, **ended} if "state" in ended else (self.store.job(job_id) or job))
+
+    def _progressed(self, done: int) -> None:
+        self.running_done = done
 
     def _programs(self, items: list[dict[str, Any]], cal: Calibration, level: int) -> list[Program]:
         """The job's circuits as the device process runs them (compiled here, once per circuit)."""

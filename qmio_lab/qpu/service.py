@@ -168,9 +168,15 @@ class QPUService:
         place = None
         if job["state"] == "queued":
             place = self.queue.places(self.executor.running_job, self.executor.calibrating_until).get(job["id"])
+        done = 0
+        if job["state"] == "done":
+            done = job["num_circuits"]
+        elif job["state"] == "running" and (self.executor.running_job or {}).get("id") == job["id"]:
+            done = self.executor.running_done
         return {
             "id": job["id"], "name": job["name"], "user": job["user"], "state": job["state"],
             "priority": job["priority"], "shots": job["shots"], "num_circuits": job["num_circuits"],
+            "circuits_done": done,
             "optimization_level": job["optimization_level"],
             "created_at": _iso(job["created_at"]), "started_at": _iso(job["started_at"]),
             "finished_at": _iso(job["finished_at"]),

@@ -68,8 +68,9 @@ def snapshot(job: Any) -> JobSnapshot:
     if isinstance(record, dict) and hasattr(job, "refresh"):  # QPUJob: one GET, no long poll
         rec = job.refresh()
         total = int(rec.get("num_circuits") or 0)
+        done = total if rec["state"] == "done" else int(rec.get("circuits_done") or 0)
         return JobSnapshot(
-            _job_id(job), target, rec["state"], total if rec["state"] == "done" else 0, total,
+            _job_id(job), target, rec["state"], done, total,
             rec.get("queue_position"), rec.get("eta_s"), rec.get("calibration_id"), rec.get("name"),
             rec.get("error"),
         )
