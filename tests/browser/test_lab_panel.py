@@ -6,6 +6,7 @@ A notebook cell in a kernel started by the lab submits a job with
 """
 from __future__ import annotations
 
+import re
 
 import nbformat
 import pytest
@@ -26,6 +27,13 @@ job = qmio_lab.get_backend("qpu").run(qc, shots=100, name="browser-bell")
 print("submitted", job.job_id())
 """
 
+LONG_CELL = """\
+from qiskit.circuit.random import random_circuit
+long = qmio_lab.get_backend("qpu").run([random_circuit(8, 12, measure=True, seed=7)] * 16, shots=4000,
+                                       name="browser-long")
+print("long", long.job_id())
+"""
+
 
 def _admin(service: dict, method: str, path: str, **kw) -> dict:
     resp = requests.request(method, f"{service['url']}{path}", timeout=30,
@@ -39,7 +47,7 @@ def _maintenance(service: dict, on: bool) -> None:
 
 
 def test_panel_shows_live_state_and_cancels_a_notebook_job(lab, qpu_service, page):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SUBMIT_CELL)])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SUBMIT_CELL), nbformat.v4.new_code_cell(LONG_CELL)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nb, lab["notebooks"] / "submit.ipynb")
     try:
@@ -96,6 +104,18 @@ def _run(lab: dict, service: dict, page) -> None:
     assert _admin(service, "GET", f"/api/v1/jobs/{job_id}")["state"] == "cancelled"
     expect(status_item).to_contain_text("0 queued", timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "qmio-lab-panel-cancelled.png"))
+
+    # a long job (the next cell): the panel shows how many of its circuits are done
+    _maintenance(service, False)
+    page.locator(".jp-Notebook .jp-Cell").nth(1).click()
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output", has_text="long ")
+    expect(output).to_be_visible(timeout=90_000)
+    long_id = output.inner_text().split()[-1]
+    long_item = panel.locator(f'.jp-qmio-job[data-job-id="{long_id}"]')
+    expect(long_item).to_contain_text(re.compile(r"running · ([1-9]|1[0-5])/16"), timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "qmio-lab-panel-progress.png"))
+    expect(long_item).to_have_attribute("data-state", "done", timeout=120_000)
 
     # a command from the palette: the calibration dashboard
     page.locator("#jp-main-dock-panel").click()

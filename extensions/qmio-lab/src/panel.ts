@@ -169,7 +169,9 @@ export class QmioPanel extends Widget {
         job.state === 'queued' && job.queue_position !== null
           ? `queued #${job.queue_position}` +
             (job.eta_s !== null ? ` · ~${formatDuration(job.eta_s)}` : '')
-          : job.state;
+          : job.state === 'running' && job.num_circuits > 1
+            ? `running · ${job.circuits_done ?? 0}/${job.num_circuits}`
+            : job.state;
       item.appendChild(el('span', `jp-qmio-job-state jp-qmio-job-${job.state}`, where));
       if (job.state === 'queued') {
         const cancel = el('button', 'jp-Button jp-mod-styled jp-mod-warn jp-qmio-cancel', 'Cancel');

@@ -26,6 +26,8 @@ export interface IQPUJob {
   calibration_id: string | null;
   shots: number;
   num_circuits: number;
+  /** Circuits simulated so far (climbs while a job of several circuits runs). */
+  circuits_done?: number;
   created_at: string | null;
   error: string | null;
 }
