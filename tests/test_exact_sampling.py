@@ -10,8 +10,7 @@ from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister, transpile
 from qiskit.circuit.random import random_circuit
 from scipy.stats import chi2_contingency
 
-from qmio_lab.device import QmioDevice, QmioSimulator
-from qmio_lab.device import sampling
+from qmio_lab.device import QmioDevice, QmioSimulator, sampling
 from qmio_lab.device.noise import build_noise_model
 from qmio_lab.device.sampling import terminal_measurements
 from qmio_lab.device.simulator import compact

@@ -13,7 +13,6 @@ to ``AerSimulator.run``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -22,14 +21,6 @@ try:
     AVAILABLE = True
 except ImportError:  # pragma: no cover - a qiskit-aer that reorganised its compiler
     AVAILABLE = False
-
-
-@dataclass(frozen=True)
-class Shape:
-    """The two figures of a circuit that Aer's run configuration needs."""
-
-    num_qubits: int
-    num_clbits: int
 
 
 def new_circuit(num_qubits: int, num_clbits: int, *, name: str = "circuit", global_phase: float = 0.0,

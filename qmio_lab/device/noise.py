@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
 from qiskit import QuantumCircuit
 from qiskit_aer.noise import (
     NoiseModel, QuantumError, ReadoutError, depolarizing_error, thermal_relaxation_error,

@@ -245,49 +245,51 @@ class QmioSimulator(BackendV2):
         exact_qubits = int(config.get("device.exact_sampling_max_qubits"))
         finished = 0
 
-        def counted(n: int) -> None:
+        def counted(n: int) -> None:  # with progress only
             nonlocal finished
             finished += n
-            if progress is not None:
-                progress(finished)
+            progress(finished)
 
         for qubits, items in groups.items():
             noise = self.device.noise_model(cal, qubits)
             plans = [terminal_measurements(c, exact_qubits) for _, c in items]
-            exact = [(item, plan) for item, plan in zip(items, plans) if plan is not None]
-            shot_by_shot = [item for item, plan in zip(items, plans) if plan is None]
-            done: list[tuple[int, Any]] = []
+            exact = [(i, c, plan) for (i, c), plan in zip(items, plans) if plan is not None]
+            shot_by_shot = [(i, c, None) for (i, c), plan in zip(items, plans) if plan is None]
+            for work, sample in ((exact, self._sample_exactly), (shot_by_shot, self._sample_shot_by_shot)):
+                if not work:
+                    continue
 
-            def run_exact(chunk: Sequence[tuple[tuple[int, QuantumCircuit], Any]]) -> None:
-                results = sample_exactly(self._aer, [c for (_, c), _ in chunk], [p for _, p in chunk],
-                                         qubits, shots, cal, noise, seed, self.device.dt)
-                done.extend((i, exp) for ((i, _), _), exp in zip(chunk, results))
+                def run(chunk: Sequence[tuple[int, QuantumCircuit, Any]], sample=sample, qubits=qubits,
+                        noise=noise) -> None:
+                    for (i, _, _), exp in zip(chunk, sample(chunk, qubits, shots, cal, noise, seed)):
+                        tag(exp, calibration_id=cal.id, physical_qubits=list(qubits))
+                        ordered[i] = exp
 
-            def run_shots(chunk: Sequence[tuple[int, QuantumCircuit]]) -> None:
-                # Small circuits gain nothing from OpenMP, and its idle threads spin on the cores
-                # the service's other threads need; wide ones get every core.
-                threads = 1 if len(qubits) <= _SERIAL_QUBITS else 0
-                res = self._aer.run(
-                    [relax_delays(c, qubits, cal, self.device.dt) for _, c in chunk], shots=shots,
-                    noise_model=noise, seed_simulator=seed, max_parallel_threads=threads,
-                ).result()
-                if not res.success:
-                    raise RuntimeError(f"simulation failed: {res.status}")
-                done.extend((i, exp) for (i, _), exp in zip(chunk, res.results))
-
-            for work, run in ((exact, run_exact), (shot_by_shot, run_shots)):
-                if work and progress is None:
+                if progress is None:
                     run(work)
-                elif work:
+                else:
                     in_chunks(work, run, counted)
-            if progress is None:
-                counted(len(items))
-            for i, exp in done:
-                tag(exp, calibration_id=cal.id, physical_qubits=list(qubits))
-                ordered[i] = exp
         return Result(
             backend_name=self.name, backend_version=self.backend_version, job_id=job_id,
             success=True, results=[ordered[i] for i in sorted(ordered)],
             date=datetime.now(timezone.utc).isoformat(),
             calibration_id=cal.id, calibration_age_s=cal.age.total_seconds(),
         )
+
+    def _sample_exactly(self, work: Sequence[tuple[int, QuantumCircuit, Any]], qubits: tuple[int, ...],
+                        shots: int, cal: Calibration, noise: Any, seed: int | None) -> list[Any]:
+        return sample_exactly(self._aer, [c for _, c, _ in work], [plan for _, _, plan in work],
+                              qubits, shots, cal, noise, seed, self.device.dt)
+
+    def _sample_shot_by_shot(self, work: Sequence[tuple[int, QuantumCircuit, Any]], qubits: tuple[int, ...],
+                             shots: int, cal: Calibration, noise: Any, seed: int | None) -> list[Any]:
+        # Small circuits gain nothing from OpenMP, and its idle threads spin on the cores the
+        # service's other threads need; wide ones get every core.
+        threads = 1 if len(qubits) <= _SERIAL_QUBITS else 0
+        res = self._aer.run(
+            [relax_delays(c, qubits, cal, self.device.dt) for _, c, _ in work], shots=shots,
+            noise_model=noise, seed_simulator=seed, max_parallel_threads=threads,
+        ).result()
+        if not res.success:
+            raise RuntimeError(f"simulation failed: {res.status}")
+        return res.results
