@@ -39,6 +39,7 @@ _TEMPLATES_KEPT = 4096  # compact native circuits the child keeps, newest used l
 _CALIBRATIONS_KEPT = 16
 _START_TIMEOUT_S = 120.0
 _PROGRESS_EVERY_S = 0.2  # the child reports a long job's progress at most this often
+_PROGRESS_MIN_CIRCUITS = 8  # ... when it has at least this many circuits
 
 
 class DeviceProcessError(QmioError, RuntimeError):
@@ -270,9 +271,10 @@ def serve_device(conn: Connection, seed: int) -> None:
 
 
 def _reporter(conn: Connection, total: int) -> Callable[[int], None] | None:
-    """Progress frames (b"P" + circuits done) for a job of several circuits, at most one per
-    ``_PROGRESS_EVERY_S``: a short job sends none and costs nothing more."""
-    if total < 2:
+    """Progress frames (b"P" + circuits done) for a job of many circuits, at most one per
+    ``_PROGRESS_EVERY_S``. A job of a few circuits (a hybrid loop's usual call) runs in one piece:
+    reporting would cost it an extra simulator call, to time the first chunk."""
+    if total < _PROGRESS_MIN_CIRCUITS:
         return None
     last = time.monotonic()
 
