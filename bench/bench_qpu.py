@@ -45,7 +45,7 @@ def p1_latency(svc: BenchService, n: int = 1000) -> list[dict]:
 
     device = QmioDevice(seed=0, history=[cal])
     native = transpile(bell_circuit(), target=device.target(cal), seed_transpiler=1)
-    small, qubits = compact(native, cal, device.dt)
+    small, qubits = compact(native, device.dt)
     aer = AerSimulator(noise_model=plain(build_noise_model(cal, qubits)))
     for _ in range(20):  # warm both paths
         aer.run(small, shots=1000).result()
@@ -95,7 +95,7 @@ def p2_vqe(svc: BenchService, iterations: int = 200) -> dict:
     # the fairest baseline: Aer on only the qubits the circuit uses, with their exact noise
     native = transpile(ansatz, target=device.target(cal), seed_transpiler=1)
     layout = native.layout.final_index_layout()
-    small, qubits = compact(native, cal, device.dt)
+    small, qubits = compact(native, device.dt)
     local = {p: i for i, p in enumerate(qubits)}
     layout_h = h.apply_layout([local[p] for p in layout], num_qubits=small.num_qubits)
     native = small

@@ -48,7 +48,7 @@ CIRCUITS = {
 
 def run(sim, device, cal, circuit, *, exact: bool, seed: int):
     native = transpile(circuit, target=device.target(cal), seed_transpiler=1)
-    small, qubits = compact(native, cal, device.dt)
+    small, qubits = compact(native, device.dt)
     limit = 10 if exact else 0
     with dask.config.set({"qmio.device.exact_sampling_max_qubits": limit}):
         result = sim.execute_compact([(small, qubits)], SHOTS, cal, seed=seed)
@@ -108,7 +108,7 @@ def test_superoperators_in_the_circuit_give_the_noise_models_distribution(chip, 
     model costs ~2.5 ms a call); the distribution must be the one Aer computes from the model."""
     device, cal, sim = chip
     native = transpile(CIRCUITS[name](), target=device.target(cal), seed_transpiler=1)
-    small, qubits = compact(native, cal, device.dt)
+    small, qubits = compact(native, device.dt)
     plan = terminal_measurements(small, 10)
     noise = device.noise_model(cal, qubits)
     args = (sim._aer, [small], [plan], qubits, cal, noise, None, device.dt)
@@ -122,7 +122,7 @@ def test_superoperators_in_the_circuit_give_the_noise_models_distribution(chip, 
 
 def test_models_the_superoperators_cannot_express_take_aers_noise_path(chip):
     device, cal, sim = chip
-    small, qubits = compact(transpile(bell(), target=device.target(cal), seed_transpiler=1), cal, device.dt)
+    small, qubits = compact(transpile(bell(), target=device.target(cal), seed_transpiler=1), device.dt)
     plan = terminal_measurements(small, 10)
     model = build_noise_model(cal, qubits)
     assert model.superops() is not None

@@ -128,7 +128,7 @@ def chip():
 
 def native_small(device, cal, circuit: QuantumCircuit):
     native = transpile(circuit, target=device.target(cal), seed_transpiler=1)
-    return native, *compact(native, cal, device.dt)
+    return native, *compact(native, device.dt)
 
 
 def flip() -> QuantumCircuit:
@@ -203,7 +203,7 @@ def test_a_wait_relaxes_through_the_device_process(chip):
             qc.measure(q, 0)
             native = transpile(qc, target=device.target(cal), initial_layout=list(range(device.num_qubits)),
                                optimization_level=0)
-            small, qubits = compact(native, cal, device.dt)
+            small, qubits = compact(native, device.dt)
             body = json.loads(dp.run(label, [Program(label, small, qubits)], 4000, cal))
             waits[label] = ones(body["counts"][0])
     finally:

@@ -75,7 +75,7 @@ def check_circuit(circuit: QuantumCircuit, device: QmioDevice) -> None:
         )
 
 
-def compact(circuit: QuantumCircuit, cal: Calibration, dt: float) -> tuple[QuantumCircuit, tuple[int, ...]]:
+def compact(circuit: QuantumCircuit, dt: float) -> tuple[QuantumCircuit, tuple[int, ...]]:
     """Keep only the qubits the circuit touches; delays stay, in whole ``dt``.
 
     Returns the compact circuit and the physical qubit of each of its qubits. A delay relaxes
@@ -224,7 +224,7 @@ class QmioSimulator(BackendV2):
         seed: int | None = None, job_id: str = "",
     ) -> Result:
         """Sample already-validated circuits with the noise of ``cal``; results keep input order."""
-        pairs = [compact(circuit, cal, self.device.dt) for circuit in circuits]
+        pairs = [compact(circuit, self.device.dt) for circuit in circuits]
         return self.execute_compact(pairs, shots, cal, seed, job_id)
 
     def execute_compact(

@@ -85,7 +85,7 @@ def to_device(
             circuit, target=build_target(cal, dt), optimization_level=1,
             seed_transpiler=0 if seed is None else seed,
         )
-    small, qubits = compact(circuit, cal, dt)
+    small, qubits = compact(circuit, dt)
     return relax_delays(small, qubits, cal, dt), qubits
 
 

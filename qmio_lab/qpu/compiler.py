@@ -66,10 +66,7 @@ class Compiler:
         native = self._native_or_none(circuit)
         if native is None:
             native = self._transpile(circuit, index, calibration, optimization_level)
-        with self._lock:
-            self._cache[key] = native
-            if len(self._cache) > self._max:
-                self._cache.popitem(last=False)
+        self._remember(key, native)
         return native
 
     def compile_compact(
@@ -78,22 +75,25 @@ class Compiler:
         """The native template, its compact form (only the qubits it uses) with those qubits, and
         a key naming that compact form (what the simulator process keeps it under).
 
-        Compacting once per template, not once per parameter binding, keeps a hybrid loop's
-        per-call work to binding values.
+        Compacting once per template, not once per parameter binding or drift step (the noise
+        is applied when it runs), keeps a hybrid loop's per-call work to binding values.
         """
         base = self._key(item, calibration, optimization_level)
         template = self.compile(item, index, calibration, optimization_level, key=base)
-        key = ("compact", *base, calibration.effective_at)
+        key = ("compact", *base)
         with self._lock:
             cached = self._cache.get(key)
         if cached is None:
-            cached = compact(template, calibration, self.device.dt)
-            with self._lock:
-                self._cache[key] = cached
-                if len(self._cache) > self._max:
-                    self._cache.popitem(last=False)
+            cached = compact(template, self.device.dt)
+            self._remember(key, cached)
         small, qubits = cached
         return template, small, qubits, "/".join(map(str, key))
+
+    def _remember(self, key: tuple, value: Any) -> None:
+        with self._lock:
+            self._cache[key] = value
+            if len(self._cache) > self._max:
+                self._cache.popitem(last=False)
 
     def _native_or_none(self, circuit: QuantumCircuit) -> QuantumCircuit | None:
         if circuit.num_qubits != self.device.num_qubits:
