@@ -22,6 +22,18 @@ try:
 except ImportError:  # pragma: no cover - a qiskit-aer that reorganised its compiler
     AVAILABLE = False
 
+# Aer's built-in gates that ``AerCircuit.gate`` takes with float angles (``assemble_circuit``'s
+# list, less "delay", a duration, and the multi-controlled families whose names qiskit decorates).
+FIXED_GATES = frozenset({
+    "ccx", "ccz", "cswap", "csx", "cx", "cy", "cz", "ecr", "h", "id", "s", "sdg", "swap", "sx",
+    "sxdg", "t", "tdg", "x", "y", "z",
+})
+ROTATION_GATES = frozenset({
+    "cp", "p", "r", "rx", "rxx", "ry", "ryy", "rz", "rzx", "rzz", "u", "u1", "u2", "u3", "cu",
+    "cu1", "cu2", "cu3", "crx", "cry", "crz",
+})
+GATES = FIXED_GATES | ROTATION_GATES
+
 
 def new_circuit(num_qubits: int, num_clbits: int, *, name: str = "circuit", global_phase: float = 0.0,
                 qregs: Sequence[tuple[str, int]] = (), cregs: Sequence[tuple[str, int]] = ()) -> Any:

@@ -23,11 +23,6 @@ from qmio_lab.device import aer_native
 from qmio_lab.device.calibration import Calibration
 from qmio_lab.device.noise import CachedNoiseModel, delay_seconds, relax_delays, relaxation
 
-# Gates the density-matrix program writes as they are; the chip's natives and a few that
-# transpiled circuits may keep. Anything else goes through Aer's own path.
-_GATES = frozenset({"rz", "sx", "x", "ecr", "id", "cx", "cz", "h", "s", "sdg", "t", "tdg", "y", "z",
-                    "sxdg", "rx", "ry", "u", "p"})
-
 _LABEL = "qmio_probabilities"
 
 
@@ -187,7 +182,7 @@ def _noisy_program(
             channel = relaxation(cal.qubits[qubits[where[0]]], seconds).to_quantumchannel().data
             program.superop(where, np.ascontiguousarray(channel), -1, None)
             continue
-        if name not in _GATES or inst.label:
+        if name not in aer_native.GATES or inst.label:
             return None  # a labelled gate may carry noise of its own in Aer's model
         params = list(inst.params)
         if not all(type(p) is float or type(p) is int for p in params):

@@ -28,18 +28,6 @@ from qiskit.result import Result
 from qmio_lab.device import aer_native
 from qmio_lab.device.aer_native import AVAILABLE
 
-# Aer's built-in gates (aer_compiler.assemble_circuit's list), less "delay" (a duration, not an
-# angle) and the multi-controlled families whose names qiskit decorates.
-_FIXED = frozenset({
-    "ccx", "ccz", "cswap", "csx", "cx", "cy", "cz", "ecr", "h", "id", "s", "sdg", "swap", "sx",
-    "sxdg", "t", "tdg", "x", "y", "z",
-})
-_ROTATIONS = frozenset({
-    "cp", "p", "r", "rx", "rxx", "ry", "ryy", "rz", "rzx", "rzz", "u", "u1", "u2", "u3", "cu",
-    "cu1", "cu2", "cu3", "crx", "cry", "crz",
-})
-GATES = _FIXED | _ROTATIONS
-
 Op = tuple[str, tuple[int, ...], tuple[int, ...], tuple[float, ...], str | None]  # name, qubits, clbits, params, label
 
 
@@ -76,9 +64,9 @@ def encode(circuit: QuantumCircuit) -> CompactCircuit | None:
     append = ops.append
     for inst in circuit.data:
         name = inst.name
-        if name in _FIXED:
+        if name in aer_native.FIXED_GATES:
             append((name, tuple(map(qubit, inst.qubits)), (), (), inst.label))
-        elif name in _ROTATIONS:
+        elif name in aer_native.ROTATION_GATES:
             params = tuple(inst.params)
             for p in params:
                 if type(p) is not float and type(p) is not int:
