@@ -179,8 +179,8 @@ class JobsHandler(BaseHandler):
             self.send_json_text(reply, status=201)
             return
         self.send(svc.job_view(job), status=201)
-        # Wake the QPU only once the reply is on its way: the simulation holds the GIL, and the
-        # client should not wait for its job to finish to hear that it was accepted.
+        # Wake the QPU only once the reply is on its way: claiming and compiling the job take the
+        # GIL, and the client should not wait for them to hear that it was accepted.
         svc.executor.wake()
 
     def _compile_all(self, items: list[dict[str, Any]], cal: Any, level: int) -> list[Any]:

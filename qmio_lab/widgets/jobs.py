@@ -67,10 +67,9 @@ def snapshot(job: Any) -> JobSnapshot:
     record = getattr(job, "record", None)
     if isinstance(record, dict) and hasattr(job, "refresh"):  # QPUJob: one GET, no long poll
         rec = job.refresh()
-        total = int(rec.get("num_circuits") or 0)
-        done = total if rec["state"] == "done" else int(rec.get("circuits_done") or 0)
         return JobSnapshot(
-            _job_id(job), target, rec["state"], done, total,
+            _job_id(job), target, rec["state"], int(rec.get("circuits_done") or 0),
+            int(rec.get("num_circuits") or 0),
             rec.get("queue_position"), rec.get("eta_s"), rec.get("calibration_id"), rec.get("name"),
             rec.get("error"),
         )
