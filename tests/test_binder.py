@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from missing import missing
 from service_process import stop_local_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,9 +28,7 @@ def repo2docker_steps(repo: Path) -> list[str]:
     """The RUN lines of repo2docker's Dockerfile that act on this repository's binder/ files."""
     exe = shutil.which("jupyter-repo2docker", path=str(Path(sys.executable).parent))
     if exe is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("jupyter-repo2docker is missing: make test installs it")
-        pytest.skip("jupyter-repo2docker is not installed")
+        missing("jupyter-repo2docker (make test installs it)")
     out = subprocess.run([exe, "--no-build", "--debug", str(repo)], capture_output=True, text=True, timeout=300)
     dockerfile = out.stdout + out.stderr
     steps = [line[len("RUN "):].strip() for line in dockerfile.splitlines()

@@ -15,6 +15,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from labserver_service import local_service  # noqa: E402
+from missing import missing  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -25,10 +26,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 def _need_chromium() -> None:
     if Path(CHROMIUM).exists():
         return
-    message = f"{CHROMIUM} is missing: apt-get install -y chromium (make test does this)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)  # in CI the browser test must run, never skip
-    pytest.skip(message)
+    missing(f"{CHROMIUM} (apt-get install -y chromium; make test does this)")
 
 
 @pytest.fixture(scope="session")
