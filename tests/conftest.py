@@ -1,12 +1,24 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 
-import pytest
+# Tests that are not about the calibration calendar must not depend on the time of day: with no
+# calendar weekdays, every service, kernel and notebook the tests start (they inherit this
+# environment) never holds jobs for a daily window. The calendar tests give their services a
+# schedule and a simulated clock of their own (tests/test_qpu_calendar.py). Set before qmio_lab
+# is imported, which reads its configuration once.
+os.environ["DASK_QMIO__CALIBRATION__WEEKDAYS"] = "[]"
 
-from qmio_lab.device import QmioDevice
-from moments import MONDAY
-from slurm.fixtures import slurm_session
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from qmio_lab import config  # noqa: E402
+from qmio_lab.device import QmioDevice  # noqa: E402
+from moments import MONDAY  # noqa: E402
+from slurm.fixtures import slurm_session  # noqa: E402
+
+config.refresh()  # in case a plugin imported qmio_lab before this file
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ USERS = {
 
 
 class ServiceProcess:
-    def __init__(self, directory: Path, *extra_args: str, users: dict | None = None) -> None:
+    def __init__(self, directory: Path, *extra_args: str, users: dict | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = self.dir / "queue.sqlite"
@@ -27,6 +28,7 @@ class ServiceProcess:
         self.users_file.write_text(json.dumps({"users": users or USERS}))
         self.discovery = self.dir / "service.json"
         self.extra = list(extra_args)
+        self.env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -36,7 +38,7 @@ class ServiceProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "qmio_lab.cli", "qpu", "serve", "--port", "0", "--db", str(self.db),
              "--users", str(self.users_file), "--discovery", str(self.discovery), *self.extra],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

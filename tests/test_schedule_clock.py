@@ -4,12 +4,16 @@ import pytest
 
 from qmio_lab.device import CalibrationSchedule
 from qmio_lab.qpu.clock import SimClock
+from moments import packaged_calendar
 
 UTC = timezone.utc
 
 
 def test_weekday_windows_and_free_weekends():
-    s = CalibrationSchedule.from_config()
+    import dask
+
+    with dask.config.set({"qmio.calibration": packaged_calendar()}):
+        s = CalibrationSchedule.from_config()
     mon = datetime(2026, 11, 23, 7, 10, tzinfo=UTC)
     assert s.window_at(mon) == (mon.replace(minute=0), mon.replace(minute=30))
     assert s.window_at(mon.replace(hour=8)) is None
@@ -29,6 +33,17 @@ def test_schedule_follows_configuration(monkeypatch):
     wed = datetime(2026, 11, 25, 23, 0, tzinfo=UTC)
     assert s.window_at(wed + timedelta(hours=1, minutes=30)) is not None  # runs past midnight
     assert s.next_window(wed)[0] == datetime(2026, 12, 2, 22, 0, tzinfo=UTC)
+
+
+def test_calibration_in_force_follows_the_calendar():
+    s = CalibrationSchedule(weekdays=(0, 1, 2, 3, 4))
+    inside = datetime(2026, 11, 24, 7, 10, tzinfo=UTC)  # Tuesday, in the window
+    assert s.in_force_since(inside) == datetime(2026, 11, 23, 7, 30, tzinfo=UTC)  # Monday's
+    assert s.in_force_since(inside.replace(hour=9)) == datetime(2026, 11, 24, 7, 30, tzinfo=UTC)
+    assert s.in_force_since(datetime(2026, 11, 29, 12, 0, tzinfo=UTC)) == datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
+    never = CalibrationSchedule(weekdays=())
+    assert never.in_force_since(inside) == inside  # no calendar: calibrated when started
+    assert never.window_at(inside) is None
 
 
 def test_sim_clock_runs_scaled():

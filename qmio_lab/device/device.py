@@ -62,7 +62,7 @@ class QmioDevice:
         for cal in history or ():
             self.add_calibration(cal)
         if self._current is None:
-            start = calibrated_at or self.schedule.last_window(utc(None))[1]
+            start = calibrated_at or self.schedule.in_force_since(utc(None))
             self.calibrate(at=start)
 
     # ---- layout -------------------------------------------------------------------------

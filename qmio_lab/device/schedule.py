@@ -61,3 +61,15 @@ class CalibrationSchedule:
             if win and win[0] <= before:
                 return win
         raise AssertionError("unreachable: a weekday occurs within 8 days")
+
+    def in_force_since(self, now: datetime) -> datetime:
+        """When the calibration in force at ``now`` was taken: the end of the last window that
+        has ended (inside a window the previous one still holds). A schedule with no weekdays
+        never recalibrates on its own, so a device started under it is calibrated at ``now``."""
+        now = utc(now)
+        if not self.weekdays:
+            return now
+        start, end = self.last_window(now)
+        if end > now:
+            end = self.last_window(start - timedelta(seconds=1))[1]
+        return end

@@ -5,7 +5,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +124,7 @@ class QPUService:
         if history:
             device = QmioDevice(seed=seed, history=history)
         else:
-            now = self.clock.now()
-            start, end = self.schedule.last_window(now)
-            if end > now:  # inside today's window: the calibration in force is the previous one
-                end = self.schedule.last_window(start - timedelta(seconds=1))[1]
-            device = QmioDevice(seed=seed, calibrated_at=end)
+            device = QmioDevice(seed=seed, calibrated_at=self.schedule.in_force_since(self.clock.now()))
             self.store.add_calibration(device.calibration)
         self.store.set_meta("seed", str(device.seed))
         return device
