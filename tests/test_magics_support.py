@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +37,16 @@ class Kernel:
         self.kc.wait_for_ready(timeout=60)
 
     def execute(self, code: str, timeout: float = 90, *, expect_error: bool = False,
-                interrupt_after: float | None = None) -> dict[str, Any]:
-        """Run a cell; return its stdout, result data, display data and error (if expected)."""
+                interrupt_when: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """Run a cell; return its stdout, result data, display data and error (if expected).
+        ``interrupt_when`` is polled while the cell runs; the kernel is interrupted once it is true."""
         msg_id = self.kc.execute(code, store_history=True)
         out: dict[str, Any] = {"stdout": "", "stderr": "", "result": None, "displays": [], "error": None}
         deadline = time.monotonic() + timeout
-        interrupt_at = None if interrupt_after is None else time.monotonic() + interrupt_after
         while True:
-            if interrupt_at is not None and time.monotonic() >= interrupt_at:
+            if interrupt_when is not None and interrupt_when():
                 self.km.interrupt_kernel()
-                interrupt_at = None
+                interrupt_when = None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"cell did not finish in {timeout} s:\n{code}")
             try:
@@ -102,6 +103,13 @@ class Kernel:
                 return value
             time.sleep(0.2)
         raise AssertionError(f"{expr} still false after {timeout} s")
+
+    def service_client(self):
+        """A client of the QPU service this kernel started (from its discovery file), as its user."""
+        from qmio_lab.qpu import QPUClient
+
+        info = json.loads((self.home / "qpu" / "service.json").read_text())
+        return QPUClient(info["url"], info["token"])
 
     def close(self) -> None:
         try:

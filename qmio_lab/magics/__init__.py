@@ -96,15 +96,17 @@ class QmioMagics(Magics):
 
         from qmio_lab.widgets import JobMonitor, view
 
-        monitor = JobMonitor(job)
-        self.monitors.append(monitor)
-        display(monitor)
         job_id = job.job_id() if callable(job.job_id) else job.job_id
-        try:
+        monitor = None
+        try:  # from submission on, an interrupt at any point cancels the job
+            monitor = JobMonitor(job)
+            self.monitors.append(monitor)
+            display(monitor)
             result = job.result()
         except KeyboardInterrupt:
             cancelled = _try_cancel(job)
-            monitor.wait(5)
+            if monitor is not None:
+                monitor.wait(5)
             what = "cancelled" if cancelled else "not cancelled: it is already running and will finish"
             raise UsageError(f"interrupted; job {job_id} {what} (%qmio jobs shows it)") from None
         except QiskitError as exc:
