@@ -1,6 +1,6 @@
-import math
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from qiskit import QuantumCircuit, transpile
 from qiskit.exceptions import QiskitError
@@ -43,19 +43,33 @@ def test_result_metadata_names_the_calibration_and_only_active_qubits_simulated(
 
 
 def test_delay_relaxes_with_t1(device: QmioDevice):
-    """A T1 experiment on the simulator recovers the calibrated T1 of that qubit."""
+    """A T1 experiment on the simulator recovers the calibrated T1 of that qubit: the excited
+    population after each wait, fitted to A·exp(-t/T1) + B (A and B absorb gate and readout
+    error), gives back the calibration's T1 to within the fit's statistical error."""
+    from scipy.optimize import curve_fit
+
     sim = QmioSimulator(device, at=MONDAY)
     q = 4
     t1 = device.calibration.qubits[q].t1
-    qc = QuantumCircuit(32, 1)
-    qc.x(q)
-    qc.delay(t1, q, unit="s")
-    qc.measure(q, 0)
-    counts = sim.run(qc, shots=SHOTS, seed_simulator=3).result().get_counts()
-    p1 = counts.get("1", 0) / SHOTS
-    cal = device.calibration.qubits[q]
-    expected = math.exp(-1) * (1 - cal.readout_p01) + (1 - math.exp(-1)) * cal.readout_p10
-    assert p1 == pytest.approx(expected, abs=0.04)
+    shots = 20000
+    waits = np.linspace(0.0, 4.0, 9) * t1
+    excited = []
+    for i, wait in enumerate(waits):
+        qc = QuantumCircuit(32, 1)
+        qc.x(q)
+        if wait:
+            qc.delay(round(wait / device.dt), q, unit="dt")
+        qc.measure(q, 0)
+        counts = sim.run(qc, shots=shots, seed_simulator=100 + i).result().get_counts()
+        excited.append(counts.get("1", 0) / shots)
+    excited = np.array(excited)
+    sigma = np.sqrt(np.clip(excited * (1 - excited), 1e-6, None) / shots)
+    (a, fitted, b), cov = curve_fit(lambda t, a, tau, b: a * np.exp(-t / tau) + b, waits, excited,
+                                    p0=(0.9, 0.8 * t1, 0.02), sigma=sigma, absolute_sigma=True)
+    error = float(np.sqrt(cov[1, 1]))
+    assert error < 0.02 * t1, (fitted, error)  # the experiment pins T1 down to a percent or so
+    assert abs(fitted - t1) < 4 * error, (fitted, t1, error)
+    assert a > 0.85 and 0 <= b < 0.1  # an x gate of small error; readout error as calibrated
 
 
 @pytest.mark.parametrize(
@@ -116,3 +130,13 @@ def test_edges_limits_accepted(device: QmioDevice):
     sim = QmioSimulator(device, at=MONDAY)
     assert sum(sim.run(qc, shots=1).result().get_counts().values()) == 1
     assert sum(sim.run(qc, shots=100000).result().get_counts().values()) == 100000
+
+
+def test_a_calibration_taken_just_now_is_the_one_a_run_uses():
+    """The simulator's clock moves in steps (for caching); a snapshot taken within the current
+    step must still be found and used, not refused as 'no calibration existed'."""
+    from datetime import datetime, timezone
+
+    device = QmioDevice(seed=3, calibrated_at=datetime.now(timezone.utc))
+    result = QmioSimulator(device).run(transpile(ghz(2), device.target(), seed_transpiler=1), shots=100).result()
+    assert result.results[0].metadata["calibration_id"] == device.calibration.id

@@ -186,7 +186,9 @@ class QmioSimulator(BackendV2):
         if self._at is not None:
             return self._at
         now = datetime.now(timezone.utc)
-        return now - (now - datetime.min.replace(tzinfo=timezone.utc)) % _CLOCK_RESOLUTION
+        step = now - (now - datetime.min.replace(tzinfo=timezone.utc)) % _CLOCK_RESOLUTION
+        # never before the newest snapshot: one taken within this step is the one in force
+        return max(step, min(self.device.calibration.taken_at, now))
 
     @property
     def target(self) -> Target:
