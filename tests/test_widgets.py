@@ -70,7 +70,12 @@ def test_calibration_history(device):
     assert h.plot.value != first
     h.qubit.value = 4
     h.qubit_metric.value = "t2"
-    assert len(h.plot.value) > 1000 and "qmio-cal-history" in h._repr_html_()
+    from qmio_lab.widgets.calibration import history_png
+
+    assert bytes(h.plot.value).startswith(b"\x89PNG") and bytes(h.plot.value) == history_png(h.points, "t2", 4)
+    h.qubit.value = 5
+    assert bytes(h.plot.value) == history_png(h.points, "t2", 5) != history_png(h.points, "t2", 4)
+    assert "qmio-cal-history" in h._repr_html_()
     with pytest.raises(ValueError, match="no calibrations"):
         CalibrationHistory([])
 

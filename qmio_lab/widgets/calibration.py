@@ -84,8 +84,7 @@ def calibration_header(cal: Calibration, status: Mapping[str, Any] | None = None
     if status:
         pairs.insert(0, ("QPU state", status.get("state")))
         nxt = status.get("next_calibration")
-        if nxt:
-            pairs.append(("next window", f"{nxt['start']} – {nxt['end']}"))
+        pairs.append(("next window", f"{nxt['start']} – {nxt['end']}" if nxt else "none scheduled"))
     summary = cal.summary()
     pairs += [("median T1", f"{summary['t1_median_us']:.1f} µs"), ("median T2", f"{summary['t2_median_us']:.1f} µs"),
               ("median readout error", f"{summary['readout_error_median'] * 100:.2f} %"),

@@ -55,7 +55,7 @@ def status_html(status: Mapping[str, Any]) -> str:
              ("running", status.get("running")), ("calibration", cal.get("id")),
              ("calibration age", f"{float(cal.get('age_s', 0)) / 3600:.1f} h" if cal else None),
              ("calibrating until", status.get("calibrating_until")),
-             ("next window", f"{nxt.get('start')} – {nxt.get('end')}" if nxt else None),
+             ("next window", f"{nxt.get('start')} – {nxt.get('end')}" if nxt else "none scheduled"),
              ("device time", status.get("device_time")), ("qubits", status.get("num_qubits"))]
     return f"<div class='qmio-status'><b>QPU service</b>{key_value_table(pairs)}</div>"
 
