@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import dask.config
@@ -129,9 +128,21 @@ def test_invalid_runs_are_refused_with_the_fix(backend):
         backend.run([], shots=10)
 
 
+def _hold_a_worker(started: str, release: str) -> None:
+    """A task that occupies its worker: says it started, then waits to be released."""
+    from distributed import Event, Queue
+
+    Queue(started).put(1)
+    Event(release).wait(timeout=120)
+
+
 def test_a_job_runs_once_and_a_cancelled_job_has_no_result(local, backend):
+    from distributed import Event, Queue
+
     _, client = local
-    busy = [client.submit(time.sleep, 1, pure=False) for _ in range(2)]  # occupy both workers
+    started, release = Queue("held-workers"), Event("release-workers")
+    busy = [client.submit(_hold_a_worker, "held-workers", "release-workers", pure=False) for _ in range(2)]
+    started.get(timeout=60), started.get(timeout=60)  # both workers are now occupied
     job = backend.run([basis_state(i, 3) for i in range(6)], shots=10)
     with pytest.raises(EmulatorJobError, match="already been submitted"):
         job.submit()
@@ -140,7 +151,8 @@ def test_a_job_runs_once_and_a_cancelled_job_has_no_result(local, backend):
     assert job.status() == JobStatus.CANCELLED
     with pytest.raises(EmulatorJobError, match="cancelled"):
         job.result()
-    client.cancel(busy)
+    release.set()
+    client.gather(busy)
 
 
 def test_the_target_is_all_to_all_with_a_broad_basis(backend):

@@ -6,8 +6,6 @@ import pytest
 from test_magics_support import BELL_QASM2, BELL_QASM3, Kernel
 
 MG = "get_ipython().magics_manager.registry['QmioMagics']"
-#: Emulator runs currently fail inside qmio_lab.emulator ("No clients found" from the batch
-#: futures, also outside any kernel); remove this mark once the emulator runs jobs again.
 @pytest.fixture(scope="module")
 def k(tmp_path_factory):
     kernel = Kernel(tmp_path_factory.mktemp("qmio_home"), DASK_QMIO__EMULATOR__LOCAL__N_WORKERS="1",
@@ -28,12 +26,13 @@ def test_emulator_qasm2_noiseless(k):
 
 
 def test_emulator_replays_a_calibration_and_compares(k):
+    k.execute(f"%%qmio --target emulator -s 2000 -o e_ideal\n{BELL_QASM2}", timeout=120)
     cal_id = k.value("default_client().calibration().id")
     k.execute(f"%%qmio -t emulator -s 2000 --noise calibration:{cal_id} -o en\n{BELL_QASM3}", timeout=120)
     assert k.value("en._metadata['calibration_id']") == cal_id
     counts = k.value("en.get_counts()")
     assert {"01", "10"} & set(counts)  # the replayed noise flips some shots
-    k.execute("from qmio_lab.widgets import compare\ncmp = compare(e, en, labels=('ideal', 'noisy'))")
+    k.execute("from qmio_lab.widgets import compare\ncmp = compare(e_ideal, en, labels=('ideal', 'noisy'))")
     tvd, summary, table = k.value("[cmp.tvd, cmp.summary.value, cmp.table.value]")
     assert 0 < tvd < 0.3 and f"{tvd:.4f}" in summary and "p(noisy)" in table
     message = k.usage_error(f"%%qmio -t emulator --noise calibration:cal-nope\n{BELL_QASM2}")

@@ -84,4 +84,7 @@ def test_04_parameter_sweep_on_slurm(lab_home, slurm_conf, monkeypatch):
 def test_05_noise_replay(lab_home):
     check, _ = run_notebook("05_noise_replay")
     assert check["replay_calibration"] == check["calibration_id"]
-    assert check["tvd_replay"] < check["tvd_ideal"]
+    # "the replay matches the QPU, the noiseless emulator does not" (README): the replay's distance
+    # is near the sampling noise of two 8000-shot runs (~0.02), the noiseless emulator's is not
+    assert check["tvd_replay"] < 0.06, check
+    assert check["tvd_ideal"] > 2 * check["tvd_replay"], check

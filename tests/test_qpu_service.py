@@ -31,10 +31,15 @@ def svc(tmp_path_factory):
 
 @pytest.fixture
 def paused(svc):
-    """Hold the queue (admin maintenance mode) so jobs stay queued while a test looks at them."""
-    svc.client("root").set_maintenance(True)
+    """Hold the queue (admin maintenance mode) so jobs stay queued while a test looks at them.
+    The queue starts empty whatever ran before: an admin cancels what an earlier test left."""
+    root = svc.client("root")
+    root.set_maintenance(True)
+    for job in root.jobs(["queued"], limit=10000):
+        root.cancel(job["id"])
+    assert root.status()["queue_depth"] == 0
     yield svc
-    svc.client("root").set_maintenance(False)
+    root.set_maintenance(False)
 
 
 def test_lifecycle_qasm2_qasm3_qpy(svc):

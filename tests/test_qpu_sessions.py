@@ -1,7 +1,6 @@
 """Sessions on the real QPU service: one transpilation per circuit, exclusive reservations."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -57,7 +56,6 @@ def test_reservation_blocks_other_users_until_closed(svc):
         assert busy.value.status == 409
         counts = qmio_lab.SamplerV2(s).run([bell()], shots=200).result()[0].data.meas.get_counts()
         assert sum(counts.values()) == 200  # the holder's own work runs
-        time.sleep(0.5)
         view = bob.job(waiting["id"])
         assert view["state"] == "queued" and view["queue_position"] == 1 and view["eta_s"] > 20
     assert bob.wait(waiting["id"], timeout=30)["state"] == "done"
@@ -66,12 +64,14 @@ def test_reservation_blocks_other_users_until_closed(svc):
 
 def test_reservation_expires_at_max_time(svc):
     alice, bob = svc.client("alice"), svc.client("bob")
-    session = alice.open_session(1.5)
+    session = alice.open_session(3)
     try:
         job = bob.submit(bell(), shots=50)
-        time.sleep(0.5)
         assert bob.job(job["id"])["state"] == "queued"
-        assert bob.wait(job["id"], timeout=30)["state"] == "done"  # without anyone closing it
+        assert alice.sessions() != [], "the 3 s reservation ended before bob's job was looked at"
+        done = bob.wait(job["id"], timeout=30)
+        assert done["state"] == "done"  # without anyone closing it
+        assert done["started_at"] >= session["expires_at"]  # it ran only once the reservation ended
         assert alice.sessions() == []
     finally:
         alice.close_session(session["id"])
