@@ -96,3 +96,17 @@ def test_drift_is_deterministic_smooth_and_worsens_with_age(device: QmioDevice):
     a = device.calibration_at(MONDAY + timedelta(hours=10))
     b = device.calibration_at(MONDAY + timedelta(hours=10, minutes=1))
     assert max(abs(x.t1 / y.t1 - 1) for x, y in zip(a.qubits, b.qubits)) < 0.01
+
+
+def test_two_calibrations_in_one_second_keep_distinct_ids():
+    from datetime import timedelta
+
+    from qmio_lab.device import QmioDevice
+    from moments import MONDAY
+
+    device = QmioDevice(seed=5, calibrated_at=MONDAY)
+    again = device.calibrate(at=MONDAY + timedelta(milliseconds=300))
+    third = device.calibrate(at=MONDAY + timedelta(milliseconds=600))
+    assert [c.id for c in device.history] == ["cal-20261123T073000Z-s5", again.id, third.id]
+    assert again.id == "cal-20261123T073000Z-s5-2" and third.id == "cal-20261123T073000Z-s5-3"
+    assert device.calibration is third and device.calibration_by_id(again.id) is again

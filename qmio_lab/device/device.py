@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import threading
 from collections import OrderedDict
 from datetime import datetime
@@ -82,8 +83,14 @@ class QmioDevice:
     def calibrate(self, at: datetime | None = None) -> Calibration:
         """Run the (simulated) calibration procedure at ``at``; the snapshot becomes current."""
         cal = fresh_calibration(self.seed, utc(at), self.topology)
-        self.add_calibration(cal)
         with self._lock:
+            taken = {c.id for c in self._history}
+            if cal.id in taken:  # ids name the second; a second snapshot in it gets a suffix
+                n = 2
+                while f"{cal.id}-{n}" in taken:
+                    n += 1
+                cal = dataclasses.replace(cal, id=f"{cal.id}-{n}")
+            self.add_calibration(cal)
             self._current = cal
         return cal
 
