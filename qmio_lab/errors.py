@@ -19,6 +19,10 @@ class InvalidCircuitError(QmioError, ValueError):
     """A circuit cannot run on the target as it is (width, gates, couplings)."""
 
 
+class AdmissionError(QmioError, ValueError):
+    """A submitted circuit exceeds one of the service's admission limits (qmio.qpu.admission)."""
+
+
 class InvalidShotsError(QmioError, ValueError):
     """The requested number of shots is outside what the device accepts."""
 

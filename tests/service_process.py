@@ -20,7 +20,7 @@ USERS = {
 
 class ServiceProcess:
     def __init__(self, directory: Path, *extra_args: str, users: dict | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, memory_limit: int | None = None) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = self.dir / "queue.sqlite"
@@ -29,6 +29,7 @@ class ServiceProcess:
         self.discovery = self.dir / "service.json"
         self.extra = list(extra_args)
         self.env = dict(env or {})
+        self.memory_limit = memory_limit  # RLIMIT_DATA of the service (and so its children): for attacks
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -39,6 +40,7 @@ class ServiceProcess:
             [sys.executable, "-m", "qmio_lab.cli", "qpu", "serve", "--port", "0", "--db", str(self.db),
              "--users", str(self.users_file), "--discovery", str(self.discovery), *self.extra],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            preexec_fn=self._limit if self.memory_limit else None,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -49,6 +51,11 @@ class ServiceProcess:
                 return self
             time.sleep(0.05)
         raise AssertionError(f"service did not start:\n{self.log()}")
+
+    def _limit(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_DATA, (self.memory_limit, self.memory_limit))
 
     def log(self) -> str:
         path = self.dir / "service.log"

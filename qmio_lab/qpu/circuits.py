@@ -50,8 +50,8 @@ def _qasm3_location(exc: BaseException) -> str:
     return ""
 
 
-def parse_circuit(item: dict[str, Any], index: int = 0) -> QuantumCircuit:
-    """Read one ``{"format": ..., "data": ...}`` item into a circuit (named if it has a name)."""
+def item_format(item: Any, index: int = 0) -> str:
+    """The item's format (``qasm2``, ``qasm3`` or ``qpy``), or the PayloadError that shows the shape."""
     if not isinstance(item, dict) or "data" not in item:
         raise PayloadError(
             f"circuit {index}: expected an object like "
@@ -61,9 +61,18 @@ def parse_circuit(item: dict[str, Any], index: int = 0) -> QuantumCircuit:
     fmt = item.get("format") or (detect_format(data) if isinstance(data, str) else None)
     if fmt not in FORMATS or not isinstance(data, str):
         raise PayloadError(f"circuit {index}: format must be one of {', '.join(FORMATS)} with string data")
+    return fmt
+
+
+def parse_circuit(item: dict[str, Any], index: int = 0) -> QuantumCircuit:
+    """Read one ``{"format": ..., "data": ...}`` item into a circuit (named if it has a name).
+    Untrusted items pass admission (qmio_lab.qpu.admission) first."""
+    fmt = item_format(item, index)
+    data = item["data"]
     try:
         if fmt == "qasm2":
-            circuit = qasm2.loads(data, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+            # no include path: only the built-in qelib1.inc resolves, never a file of the host
+            circuit = qasm2.loads(data, include_path=(), custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
         elif fmt == "qasm3":
             circuit = qasm3.loads(data)
         else:

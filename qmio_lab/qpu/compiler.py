@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qiskit import QuantumCircuit, transpile
 from qiskit.transpiler.exceptions import TranspilerError
@@ -16,14 +16,20 @@ from qiskit.transpiler.exceptions import TranspilerError
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.simulator import check_circuit, compact
 from qmio_lab.errors import InvalidCircuitError
-from qmio_lab.qpu.circuits import content_key, parse_circuit
+from qmio_lab.qpu.admission import AdmissionLimits, check_parsed, prescan
+from qmio_lab.qpu.circuits import content_key, item_format, parse_circuit
+
+if TYPE_CHECKING:
+    from qmio_lab.qpu.sandbox import CompileSandbox
 
 _SEED = 1234  # fixed so the same circuit always maps to the same qubits
 
 
 class Compiler:
-    def __init__(self, device: QmioDevice, max_entries: int = 4096) -> None:
+    def __init__(self, device: QmioDevice, max_entries: int = 4096, sandbox: CompileSandbox | None = None) -> None:
         self.device = device
+        self.sandbox = sandbox
+        self.limits = AdmissionLimits.from_config(device.num_qubits)
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_entries
@@ -36,8 +42,8 @@ class Compiler:
 
     def cached(self, item: Any, calibration: Calibration, optimization_level: int = 1) -> QuantumCircuit | None:
         """The native template if it is already known (cheap: no parsing, no transpiler)."""
-        if not isinstance(item, dict):
-            return None
+        if not isinstance(item, dict) or not isinstance(item.get("name") or "", str):
+            return None  # compile() explains what is wrong with it
         return self._lookup(self._key(item, calibration, optimization_level))
 
     def _lookup(self, key: tuple) -> QuantumCircuit | None:
@@ -52,20 +58,30 @@ class Compiler:
         self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1,
         *, key: tuple | None = None,
     ) -> QuantumCircuit:
-        """Native circuit for ``item``; raises InvalidCircuitError/PayloadError with the fix.
+        """Native circuit for ``item``; raises AdmissionError/InvalidCircuitError/PayloadError
+        with the fix. A circuit not seen before is admitted and compiled in the sandbox (when
+        the compiler has one).
 
         ``key`` is the item's cache key when the caller already has it (hashing a large
         payload twice per job is waste on the submission path)."""
-        if not isinstance(item, dict):
-            parse_circuit(item, index)  # raises the PayloadError that explains the expected shape
-        key = key or self._key(item, calibration, optimization_level)
+        fmt = item_format(item, index)  # the PayloadError that explains the expected shape
+        scanned = key is None
+        if scanned:  # the item's fields must be sound before they become a cache key
+            prescan(item, index, fmt, self.limits)
+            key = self._key(item, calibration, optimization_level)
         hit = self._lookup(key)
         if hit is not None:
             return hit
-        circuit = parse_circuit(item, index)
-        native = self._native_or_none(circuit)
-        if native is None:
-            native = self._transpile(circuit, index, calibration, optimization_level)
+        if not scanned:
+            prescan(item, index, fmt, self.limits)  # cheap: refuse bombs before any work
+        if self.sandbox is not None:
+            native, transpiled = self.sandbox.compile(item, index, calibration, optimization_level)
+        else:
+            native, transpiled = compile_item(item, index, self.device, calibration, optimization_level,
+                                              self.limits)
+        if transpiled:
+            with self._lock:
+                self.transpile_count += 1
         self._remember(key, native)
         return native
 
@@ -95,42 +111,51 @@ class Compiler:
             if len(self._cache) > self._max:
                 self._cache.popitem(last=False)
 
-    def _native_or_none(self, circuit: QuantumCircuit) -> QuantumCircuit | None:
-        if circuit.num_qubits != self.device.num_qubits:
-            return None
-        try:
-            check_circuit(circuit, self.device)
-        except InvalidCircuitError:
-            return None
-        return circuit
 
-    def _transpile(
-        self, circuit: QuantumCircuit, index: int, calibration: Calibration, level: int
-    ) -> QuantumCircuit:
-        n = self.device.num_qubits
-        if circuit.num_qubits > n:
-            raise InvalidCircuitError(
-                f"circuit {index} ({circuit.name!r}) uses {circuit.num_qubits} qubits; the QMIO QPU "
-                f"has {n}. Run it on the emulator target instead."
-            )
-        if not any(inst.operation.name == "measure" for inst in circuit.data):
-            raise InvalidCircuitError(
-                f"circuit {index} ({circuit.name!r}) has no measurement, so it returns no counts; "
-                "add measure instructions (e.g. measure_all())"
-            )
+def native_circuit(
+    circuit: QuantumCircuit, index: int, device: QmioDevice, calibration: Calibration, level: int
+) -> tuple[QuantumCircuit, bool]:
+    """The circuit as the chip runs it, and whether the transpiler had to make it so."""
+    if circuit.num_qubits == device.num_qubits:
         try:
-            out = transpile(
-                circuit, target=self.device.target(calibration), optimization_level=level,
-                seed_transpiler=_SEED,
-            )
-        except (TranspilerError, Exception) as exc:  # the transpiler raises several types
-            raise InvalidCircuitError(
-                f"circuit {index} ({circuit.name!r}) cannot be mapped onto the QMIO chip: {exc}"
-            ) from exc
-        with self._lock:
-            self.transpile_count += 1
-        try:
-            check_circuit(out, self.device)
-        except InvalidCircuitError as exc:
-            raise InvalidCircuitError(f"circuit {index}: {exc}") from exc
-        return out
+            check_circuit(circuit, device)
+            return circuit, False
+        except InvalidCircuitError:
+            pass
+    return _transpile(circuit, index, device, calibration, level), True
+
+
+def _transpile(circuit: QuantumCircuit, index: int, device: QmioDevice, calibration: Calibration,
+               level: int) -> QuantumCircuit:
+    n = device.num_qubits
+    if circuit.num_qubits > n:
+        raise InvalidCircuitError(
+            f"circuit {index} ({circuit.name!r}) uses {circuit.num_qubits} qubits; the QMIO QPU "
+            f"has {n}. Run it on the emulator target instead."
+        )
+    if not any(inst.operation.name == "measure" for inst in circuit.data):
+        raise InvalidCircuitError(
+            f"circuit {index} ({circuit.name!r}) has no measurement, so it returns no counts; "
+            "add measure instructions (e.g. measure_all())"
+        )
+    try:
+        out = transpile(circuit, target=device.target(calibration), optimization_level=level,
+                        seed_transpiler=_SEED)
+    except (TranspilerError, Exception) as exc:  # the transpiler raises several types
+        raise InvalidCircuitError(
+            f"circuit {index} ({circuit.name!r}) cannot be mapped onto the QMIO chip: {exc}"
+        ) from exc
+    try:
+        check_circuit(out, device)
+    except InvalidCircuitError as exc:
+        raise InvalidCircuitError(f"circuit {index}: {exc}") from exc
+    return out
+
+
+def compile_item(item: dict[str, Any], index: int, device: QmioDevice, calibration: Calibration,
+                 level: int, limits: AdmissionLimits) -> tuple[QuantumCircuit, bool]:
+    """Parse, check the limits that need the parsed circuit, compile: what the sandbox process
+    runs for each circuit that passed :func:`~qmio_lab.qpu.admission.prescan`."""
+    circuit = parse_circuit(item, index)
+    check_parsed(circuit, index, limits)
+    return native_circuit(circuit, index, device, calibration, level)

@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from qiskit import QuantumCircuit, qpy
 
 from qmio_lab.device import Calibration
 from qmio_lab.errors import QmioError
+from qmio_lab.qpu.child import start_child
 
 log = logging.getLogger(__name__)
 _TEMPLATES_KEPT = 4096  # compact native circuits the child keeps, newest used last
@@ -95,9 +95,7 @@ class DeviceProcess:
     def start(self) -> None:
         """Start the child now (it imports Aer for about a second) without waiting for it.
 
-        A plain ``python -m`` child on one end of a socket pair: multiprocessing's fork would
-        copy the service's threads and sockets, and its spawn would re-import the service's
-        main module.
+        It dies with the service (see qmio_lab.qpu.child).
         """
         with self._lock:
             if self._proc is not None:
@@ -108,13 +106,7 @@ class DeviceProcess:
                 self.restarts += 1
                 if self._conn is not None:
                     self._conn.close()
-            ours, theirs = socket.socketpair()
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "qmio_lab.qpu.device_process", str(theirs.fileno()), str(self.seed)],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            )
-            theirs.close()
-            self._conn = Connection(ours.detach())
+            self._proc, self._conn = start_child("qmio_lab.qpu.device_process", [str(self.seed)])
             self._ready = False
             self._sent_templates.clear()
             self._sent_calibrations.clear()

@@ -19,7 +19,7 @@ import tornado.httpserver
 from qmio_lab import config
 from qmio_lab.qpu.auth import HubAuth, TokenAuth, new_token
 from qmio_lab.qpu.clock import SimClock
-from qmio_lab.qpu.server import make_app
+from qmio_lab.qpu.server import make_app, payload_limit_bytes
 from qmio_lab.qpu.service import QPUService
 
 log = logging.getLogger("qmio_lab.qpu")
@@ -86,7 +86,8 @@ async def _serve(opts: ServeOptions) -> None:
     clock = SimClock(scale=scale, start=opts.start_time) if (opts.start_time or scale != 1.0) else None
     partition = opts.slurm_partition or config.get("qpu.slurm_partition")
     service = QPUService(db, auth, clock=clock, seed=opts.seed, slurm_partition=partition)
-    server = tornado.httpserver.HTTPServer(make_app(service, prefix), max_body_size=256 * 1024 * 1024, xheaders=True)
+    # bodies stream into the handlers, which read one only from a known user and within the limit
+    server = tornado.httpserver.HTTPServer(make_app(service, prefix), max_body_size=payload_limit_bytes(), xheaders=True)
     port = opts.port or free_port(opts.host)
     server.listen(port, opts.host)
     service.start()

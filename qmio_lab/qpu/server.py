@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,11 +21,12 @@ from qmio_lab.qpu.auth import User
 from qmio_lab.qpu.circuits import check_parameter_values, expanded_count
 from qmio_lab.qpu.service import QPUService
 from qmio_lab.qpu.slurm_gate import SlurmCommandError, SlurmGateRefused
-from qmio_lab.qpu.store import TERMINAL_STATES
+from qmio_lab.qpu.store import STATES as JOB_STATES, TERMINAL_STATES
 
 log = logging.getLogger(__name__)
-_compile_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qmio-compile")
+_compile_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qmio-compile")  # sandboxes do the work
 MAX_WAIT_S = 60.0
+_MAX_LIST = 10000  # jobs one listing returns at most
 
 
 class ApiError(tornado.web.HTTPError):
@@ -34,7 +36,20 @@ class ApiError(tornado.web.HTTPError):
         self.extra = extra
 
 
+def payload_limit_bytes() -> int:
+    return int(float(config.get("qpu.max_payload_mb")) * 1024 * 1024)
+
+
+def _too_large(size: int | str, limit: int) -> ApiError:
+    return ApiError(413, f"payload is {size} bytes; the limit is {limit} bytes "
+                         f"({limit / 2**20:g} MB, qmio.qpu.max_payload_mb). Split the circuits over several jobs.")
+
+
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
+    """Bodies are streamed, so nothing of a request's body is read before its sender is known
+    and its size is within the payload limit."""
+
     requires_auth = True
 
     @property
@@ -43,10 +58,31 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         self.user: User | None = None
+        self._chunks: list[bytes] = []
+        self._size = 0
         if self.requires_auth:
             self.user = await self.service.auth.authenticate(self.request.headers.get("Authorization"))
             if self.user is None:
                 raise ApiError(401, "missing or invalid token: send 'Authorization: Bearer <token>'")
+        limit = payload_limit_bytes()
+        length = self.request.headers.get("Content-Length")
+        if length is not None and (not length.strip().isdigit() or int(length) > limit):
+            self.service.metrics.rejected.labels("413").inc()
+            raise _too_large(length.strip()[:20], limit)
+        if self.request.connection is not None:
+            self.request.connection.set_max_body_size(limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        limit = payload_limit_bytes()
+        if self._size > limit:  # a chunked body with no Content-Length
+            self.service.metrics.rejected.labels("413").inc()
+            raise _too_large(f"over {limit}", limit)
+        self._chunks.append(chunk)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self._chunks)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -71,7 +107,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def json_body(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.request.body or b"{}")
+            data = json.loads(self.body or b"{}", parse_constant=_no_constant)
+        except RecursionError:
+            raise ApiError(400, "request body nests JSON too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
@@ -111,9 +149,12 @@ class BaseHandler(tornado.web.RequestHandler):
         if wait is None or job["state"] in TERMINAL_STATES:
             return job
         try:
-            timeout = min(max(float(wait), 0.0), MAX_WAIT_S)
-        except ValueError as exc:
-            raise ApiError(400, "wait must be a number of seconds") from exc
+            timeout = float(wait)
+        except ValueError:
+            timeout = math.nan
+        if not math.isfinite(timeout) or timeout < 0:
+            raise ApiError(400, f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}; got {wait[:20]!r}")
+        timeout = min(timeout, MAX_WAIT_S)
         seen = job["state"]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -130,14 +171,39 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(403, f"user {self.user.name!r} is not an admin; this needs the admin role")
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. "\ud800"
+        return False
+    return True
+
+
+def _slurm_job_id(body: dict[str, Any]) -> str | None:
+    value = body.get("slurm_job_id")
+    if value is None or value == "":
+        return None
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not text.isdigit() or len(text) > 20:
+        raise ApiError(422, f"slurm_job_id must be a SLURM job id (digits, e.g. $SLURM_JOB_ID); got {str(value)[:30]!r}")
+    return text
+
+
 class JobsHandler(BaseHandler):
     def get(self) -> None:
         assert self.user is not None
         states = tuple(s for s in self.get_arguments("state") if s)
-        try:
-            limit = min(int(self.get_argument("limit", "100")), 10000)
-        except ValueError as exc:
-            raise ApiError(400, "limit must be an integer") from exc
+        raw = self.get_argument("limit", "100")
+        if not (raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= _MAX_LIST:
+            raise ApiError(400, f"limit must be an integer from 1 to {_MAX_LIST}; got {raw[:20]!r}")
+        limit = int(raw)
+        unknown = [s for s in states if s not in JOB_STATES]
+        if unknown:
+            raise ApiError(400, f"unknown state {unknown[0][:20]!r}; use one of {', '.join(JOB_STATES)}")
         owner = None if (self.user.is_admin and self.get_argument("all", "1") != "0") else self.user.name
         jobs = self.service.store.jobs(user=owner, states=states or None, limit=limit)
         self.send({"jobs": [self.service.job_view(j) for j in jobs]})
@@ -145,11 +211,6 @@ class JobsHandler(BaseHandler):
     async def post(self) -> None:
         assert self.user is not None
         svc = self.service
-        limit_bytes = int(float(config.get("qpu.max_payload_mb")) * 1024 * 1024)
-        if len(self.request.body) > limit_bytes:
-            svc.metrics.rejected.labels("413").inc()
-            raise ApiError(413, f"payload is {len(self.request.body)} bytes; the limit is {limit_bytes} "
-                                "bytes (16 MB). Split the circuits over several jobs.")
         body = self.json_body()
         spec = self._validate(body)
         await self.check_slurm(spec["slurm_job_id"])
@@ -157,9 +218,10 @@ class JobsHandler(BaseHandler):
         level = spec["optimization_level"]
         try:
             templates = [svc.compiler.cached(item, cal, level) for item in spec["circuits"]]
-            if None in templates:  # parsing or transpiling ahead: off the event loop
-                templates = await asyncio.get_running_loop().run_in_executor(
-                    _compile_pool, self._compile_all, spec["circuits"], cal, level)
+            if None in templates:  # parsing or transpiling ahead: off the event loop, one at a time per user
+                async with svc.admission_gate.of(self.user.name):
+                    templates = await asyncio.get_running_loop().run_in_executor(
+                        _compile_pool, self._compile_all, spec["circuits"], cal, level)
             for i, (item, template) in enumerate(zip(spec["circuits"], templates)):
                 check_parameter_values(item, template, i)
         except QmioError as exc:
@@ -214,9 +276,9 @@ class JobsHandler(BaseHandler):
         if level not in (0, 1, 2, 3) or isinstance(level, bool):
             raise ApiError(422, f"optimization_level must be 0, 1, 2 or 3; got {level!r}")
         name = body.get("name")
-        if name is not None and (not isinstance(name, str) or len(name) > 200):
-            raise ApiError(422, "name must be a string of at most 200 characters")
-        slurm_job_id = body.get("slurm_job_id")
+        if name is not None and (not isinstance(name, str) or len(name) > 200 or not _is_text(name)):
+            raise ApiError(422, "name must be a string of at most 200 characters of valid Unicode text")
+        slurm_job_id = _slurm_job_id(body)
         return {
             "circuits": circuits, "shots": shots, "name": name, "priority": priority,
             "optimization_level": level, "slurm_job_id": str(slurm_job_id) if slurm_job_id else None,
@@ -318,7 +380,10 @@ class SessionsHandler(BaseHandler):
     async def post(self) -> None:
         assert self.user is not None
         body = self.json_body()
-        await self.check_slurm(body.get("slurm_job_id"))
+        unknown = set(body) - {"max_time_s", "slurm_job_id"}
+        if unknown:
+            raise ApiError(400, f"unknown field(s) {sorted(unknown)[:5]}; allowed: max_time_s, slurm_job_id")
+        await self.check_slurm(_slurm_job_id(body))
         limit = float(config.get("qpu.max_session_s"))
         max_time = body.get("max_time_s", limit)
         if isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not 0 < max_time <= limit:
@@ -396,7 +461,10 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     else:
         level = logging.DEBUG
     if _access_log.isEnabledFor(level):
-        _access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), 1000 * seconds)
+        summary = handler._request_summary()
+        if len(summary) > 300:  # a hostile URL must not flood the log
+            summary = summary[:300] + f"... ({len(summary)} characters)"
+        _access_log.log(level, "%d %s %.2fms", status, summary, 1000 * seconds)
 
 
 def make_app(service: QPUService, prefix: str = "/") -> tornado.web.Application:

@@ -11,11 +11,14 @@ from typing import Any
 
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.schedule import CalibrationSchedule
+from qmio_lab.qpu.admission import AdmissionLimits, UserGate
 from qmio_lab.qpu.auth import TokenAuth
+from qmio_lab.qpu.child import reap_stale_children
 from qmio_lab.qpu.clock import SimClock
 from qmio_lab.qpu.compiler import Compiler
 from qmio_lab.qpu.executor import Executor
 from qmio_lab.qpu.metrics import ServiceMetrics
+from qmio_lab.qpu.sandbox import CompileSandbox
 from qmio_lab.qpu.scheduler import QueueView
 from qmio_lab.qpu.slurm_gate import SlurmGate
 from qmio_lab.qpu.store import TERMINAL_STATES, Store
@@ -95,7 +98,9 @@ class QPUService:
         self.clock = self._restore_clock(clock)
         self.schedule = schedule or CalibrationSchedule.from_config()
         self.device = self._restore_device(seed)
-        self.compiler = Compiler(self.device)
+        self.sandbox = CompileSandbox(self.device.seed, AdmissionLimits.from_config(self.device.num_qubits))
+        self.compiler = Compiler(self.device, sandbox=self.sandbox)
+        self.admission_gate = UserGate()
         self.events = JobEvents()
         self.metrics = ServiceMetrics()
         self.queue = QueueView(self.store, self.clock, self.schedule)
@@ -137,12 +142,17 @@ class QPUService:
         self.events.notify_threadsafe(job)
 
     def start(self) -> None:
+        stale = reap_stale_children()
+        if stale:
+            log.warning("stopped %d process(es) an earlier service left running: %s", len(stale), stale)
         self.events.loop = asyncio.get_event_loop()
+        self.sandbox.start()
         self.executor.start()
 
     def stop(self) -> None:
         self.executor.stop()
         self.executor.join(timeout=30)
+        self.sandbox.stop()
         self.store.close()
 
     # ---- views --------------------------------------------------------------------------
@@ -209,4 +219,5 @@ class QPUService:
             "seconds_per_circuit": self.queue.seconds_per_circuit(),
             "transpiler": {"transpiles": self.compiler.transpile_count, "cache_hits": self.compiler.hits},
             "simulator": {"pid": self.executor.device_process.pid, "restarts": self.executor.device_process.restarts},
+            "admission": {"sandboxes": len(self.sandbox.pids), "busy": self.sandbox.busy},
         }
