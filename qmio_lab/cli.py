@@ -4,23 +4,49 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 
 from qmio_lab import __version__, config
 
 
+def _iso_time(text: str) -> datetime:
+    """An ISO time from the command line, as an aware UTC datetime (no offset means UTC).
+
+    A naive datetime would reach the service's clock and fail every submission later on
+    (naive and aware times cannot be compared), so it is normalised here, once.
+    """
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO time; write e.g. 2026-11-30T09:00:00+00:00 (no offset means UTC)"
+        ) from None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from qmio_lab.demo import run_demo
+    from qmio_lab.device import Topology
+    from qmio_lab.device.simulator import check_shots
 
+    width = Topology().num_qubits
+    if not 2 <= args.qubits <= width:  # before anything is printed, as one line, not a traceback
+        raise ValueError(f"--qubits must be from 2 to {width} (a GHZ state needs two qubits or more; "
+                         f"the chip has {width}); got {args.qubits}")
+    check_shots(args.shots)
     run_demo(qubits=args.qubits, shots=args.shots, seed=args.seed)
     return 0
 
 
 def _cmd_calibration(args: argparse.Namespace) -> int:
     from qmio_lab.device import QmioDevice
+    from qmio_lab.device.schedule import CalibrationSchedule
 
-    device = QmioDevice(seed=args.seed)
-    at = datetime.fromisoformat(args.at) if args.at else None
+    at = args.at
+    # The snapshot in force at `at` is the one the last window before it took (as the service's
+    # device takes it), not today's drifted backwards or forwards to `at`.
+    taken = CalibrationSchedule.from_config().in_force_since(at) if at is not None else None
+    device = QmioDevice(seed=args.seed, calibrated_at=taken)
     cal = device.calibration_at(at)
     print(cal.to_json() if args.json else json.dumps(cal.summary(), indent=2))
     return 0
@@ -34,7 +60,7 @@ def _cmd_qpu_serve(args: argparse.Namespace) -> int:
     serve(ServeOptions(
         host=args.host, port=args.port, db=Path(args.db) if args.db else None,
         users_file=Path(args.users) if args.users else None, time_scale=args.time_scale,
-        start_time=datetime.fromisoformat(args.start_time) if args.start_time else None,
+        start_time=args.start_time,
         seed=args.seed, discovery=Path(args.discovery) if args.discovery else None,
         slurm_partition=args.slurm_partition, hub=args.hub,
     ))
@@ -46,8 +72,16 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
     from qmio_lab.lab import run_lab
 
-    return run_lab(port=args.port, notebook_dir=Path(args.notebooks) if args.notebooks else None,
-                   workers=args.workers)
+    if args.notebooks:
+        root = Path(args.notebooks).resolve()
+        if not root.is_dir():
+            raise ValueError(f"--notebooks {args.notebooks}: no such directory")
+    else:
+        # ./notebooks (the repository's, as `make lab` runs it), else the current directory:
+        # JupyterLab refuses a root that does not exist, after the URL has been printed
+        root = Path.cwd() / "notebooks"
+        root = root if root.is_dir() else Path.cwd()
+    return run_lab(port=args.port, notebook_dir=root, workers=args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,13 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = sub.add_parser("calibration", help="show the calibration effective now (or --at TIME)")
     cal.add_argument("--seed", type=int, default=None)
-    cal.add_argument("--at", help="ISO time, e.g. 2026-11-30T09:00:00+00:00")
+    cal.add_argument("--at", type=_iso_time, help="ISO time, e.g. 2026-11-30T09:00:00+00:00 (UTC if no offset)")
     cal.add_argument("--json", action="store_true", help="full snapshot as JSON")
     cal.set_defaults(func=_cmd_calibration)
 
     lab = sub.add_parser("lab", help="JupyterLab with the QPU service and an emulator cluster running")
     lab.add_argument("--port", type=int, default=8888)
-    lab.add_argument("--notebooks", help="folder to open (default ./notebooks)")
+    lab.add_argument("--notebooks", help="folder to open (default ./notebooks, else the current folder)")
     lab.add_argument("--workers", type=int, default=None, help="emulator Dask workers (default 2)")
     lab.set_defaults(func=_cmd_lab)
 
@@ -81,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--users", help="YAML file {users: {name: {token: ..., role: user|admin}}}")
     srv.add_argument("--time-scale", type=float, default=None,
                      help="device seconds per real second, e.g. 3600 = one hour per second")
-    srv.add_argument("--start-time", help="device time to start the clock at (ISO), with --time-scale")
+    srv.add_argument("--start-time", type=_iso_time,
+                     help="device time to start the clock at (ISO, UTC if no offset), with --time-scale")
     srv.add_argument("--seed", type=int, default=None, help="device seed (default from config)")
     srv.add_argument("--discovery", help="write {url, token, pid} JSON here once listening")
     srv.add_argument("--slurm-partition", default=None,
