@@ -10,7 +10,9 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.submitted = Counter("qmio_jobs_submitted_total", "Jobs accepted", ["user"], registry=r)
+        # no user names: /metrics answers without a token (per-user figures are behind the API)
+        self.submitted = Counter("qmio_jobs_submitted_total", "Jobs accepted", registry=r)
+        self.requests = Counter("qmio_http_requests_total", "Requests answered", ["method", "status"], registry=r)
         self.rejected = Counter("qmio_jobs_rejected_total", "Submissions refused", ["status"], registry=r)
         self.finished = Counter("qmio_jobs_finished_total", "Jobs that ended", ["state"], registry=r)
         self.run_seconds = Histogram(

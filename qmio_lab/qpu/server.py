@@ -211,8 +211,11 @@ class JobsHandler(BaseHandler):
     async def post(self) -> None:
         assert self.user is not None
         svc = self.service
-        body = self.json_body()
-        spec = self._validate(body)
+        try:
+            spec = self._validate(self.json_body())
+        except ApiError as exc:
+            svc.metrics.rejected.labels(str(exc.status_code)).inc()
+            raise
         await self.check_slurm(spec["slurm_job_id"])
         cal = svc.executor.effective_calibration()  # the figures jobs run with, as of this drift step
         level = spec["optimization_level"]
@@ -228,7 +231,7 @@ class JobsHandler(BaseHandler):
             svc.metrics.rejected.labels("422").inc()
             raise ApiError(422, str(exc)) from exc
         job = svc.store.add_job(user=self.user.name, **spec)
-        svc.metrics.submitted.labels(self.user.name).inc()
+        svc.metrics.submitted.inc()
         self.set_header("Location", f"/api/v1/jobs/{job['id']}")
         if self.get_argument("wait", None) is not None:
             # Synchronous submission (as QMIO's own client): one round trip for job and result.
@@ -441,6 +444,7 @@ class NotFoundHandler(BaseHandler):
 
 
 _SLOW_REQUEST_S = 1.0
+_METHODS = ("GET", "POST", "PUT", "DELETE")  # label values; anything else counts as "other"
 _access_log = logging.getLogger("tornado.access")
 
 
@@ -452,6 +456,10 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     """
     status = handler.get_status()
     seconds = handler.request.request_time()
+    service = handler.settings.get("service")
+    if service is not None:
+        method = handler.request.method if handler.request.method in _METHODS else "other"
+        service.metrics.requests.labels(method, str(status)).inc()
     if status >= 500:
         level = logging.ERROR
     elif status >= 400:
