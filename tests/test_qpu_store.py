@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import dask.config
+
 from qmio_lab.qpu.store import STATES, Store
 
 ITEM = {"format": "qasm2", "data": "OPENQASM 2.0;"}
@@ -83,3 +85,27 @@ def test_the_head_of_the_queue_is_the_first_of_the_whole_order(tmp_path):
             assert store.queue_order(user=user, limit=1) == [j for j in order if j["user"] == user][:1]
         assert store.claim(order[0]["id"]) is not None  # serving a user changes the turns
     store.close()
+
+
+def test_fair_share_switch_orders_by_priority_then_submission_when_off(tmp_path):
+    """qmio.qpu.fair_share (read when the store opens): on, bob's single job overtakes alice's
+    backlog; off, the queue is plain priority + submission order."""
+    def order(store: Store) -> list[str]:
+        for _ in range(3):
+            store.add_job(user="alice", circuits=[ITEM], shots=10, name="a")
+        store.add_job(user="bob", circuits=[ITEM], shots=10, name="b")
+        store.add_job(user="alice", circuits=[ITEM], shots=10, priority=1, name="urgent")
+        assert store.claim(store.queue_order(limit=1)[0]["id"])["name"] == "urgent"  # priority first, always
+        users = [job["user"] for job in store.queue_order()]  # alice was just served
+        store.close()
+        return users
+
+    with dask.config.set({"qmio.qpu.fair_share": False}):
+        fifo = Store(tmp_path / "fifo.sqlite")
+    assert not fifo.fair_share and order(fifo) == ["alice", "alice", "alice", "bob"]
+    with dask.config.set({"qmio.qpu.fair_share": "false"}):  # as DASK_QMIO__QPU__FAIR_SHARE=false arrives
+        env = Store(tmp_path / "env.sqlite")
+    assert not env.fair_share
+    env.close()
+    fair = Store(tmp_path / "fair.sqlite")  # the packaged default
+    assert fair.fair_share and order(fair) == ["bob", "alice", "alice", "alice"]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from qmio_lab import config
 from qmio_lab.device.calibration import Calibration
 from qmio_lab.qpu.circuits import expanded_count
 
@@ -80,8 +81,10 @@ _JOB_COLUMNS = (
 class Store:
     """All reads and writes of the queue service's state. Thread-safe."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, fair_share: bool | None = None) -> None:
         self.path = Path(path)
+        # read once: the order must not change under a running service; None = qmio.qpu.fair_share
+        self.fair_share = as_flag(config.get("qpu.fair_share") if fair_share is None else fair_share)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._conn_lock = threading.Lock()
@@ -178,15 +181,18 @@ class Store:
         """Queued jobs in the order they will run (only ``user``'s, and the first ``limit``, if given).
 
         Priority first; within a priority, users take turns (each user's k-th queued job
-        ranks k-th, ties go to the user served least recently); then submission order.
+        ranks k-th, ties go to the user served least recently); then submission order. With
+        ``qmio.qpu.fair_share`` false there are no turns: priority, then submission order (the
+        benchmark switches it off to show what fair share is worth).
         """
+        order = "j.priority DESC, turn, last_served, j.seq" if self.fair_share else "j.priority DESC, j.seq"
         sql = f"""
             SELECT j.id, j.user, j.priority, j.num_circuits, j.shots, j.seq,
                    ROW_NUMBER() OVER (PARTITION BY j.user, j.priority ORDER BY j.seq) AS turn,
                    COALESCE(f.last_started, 0) AS last_served
             FROM jobs j LEFT JOIN fair_share f ON f.user = j.user
             WHERE j.state = 'queued'{" AND j.user = :user" if user is not None else ""}
-            ORDER BY j.priority DESC, turn, last_served, j.seq
+            ORDER BY {order}
             {"LIMIT :limit" if limit is not None else ""}
         """
         return [dict(r) for r in self._conn().execute(sql, {"user": user, "limit": limit})]
@@ -345,3 +351,11 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def as_flag(value: Any) -> bool:
+    """A boolean setting as dask config hands it over: ``DASK_QMIO__QPU__FAIR_SHARE=False`` arrives
+    as False, but ``=false`` or ``=0`` arrive as strings, and ``bool("false")`` would be True."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off", "")
+    return bool(value)
