@@ -88,24 +88,52 @@ def test_the_head_of_the_queue_is_the_first_of_the_whole_order(tmp_path):
 
 
 def test_fair_share_switch_orders_by_priority_then_submission_when_off(tmp_path):
-    """qmio.qpu.fair_share (read when the store opens): on, bob's single job overtakes alice's
-    backlog; off, the queue is plain priority + submission order."""
+    """qmio.qpu.fair_share (read when the store opens): on, users take turns and priority orders
+    only a user's own jobs; off, the queue is plain priority + submission order."""
     def order(store: Store) -> list[str]:
         for _ in range(3):
             store.add_job(user="alice", circuits=[ITEM], shots=10, name="a")
         store.add_job(user="bob", circuits=[ITEM], shots=10, name="b")
         store.add_job(user="alice", circuits=[ITEM], shots=10, priority=1, name="urgent")
-        assert store.claim(store.queue_order(limit=1)[0]["id"])["name"] == "urgent"  # priority first, always
-        users = [job["user"] for job in store.queue_order()]  # alice was just served
+        names = [job["name"] for job in store.queue_order()]
         store.close()
-        return users
+        return names
 
     with dask.config.set({"qmio.qpu.fair_share": False}):
         fifo = Store(tmp_path / "fifo.sqlite")
-    assert not fifo.fair_share and order(fifo) == ["alice", "alice", "alice", "bob"]
+    assert not fifo.fair_share and order(fifo) == ["urgent", "a", "a", "a", "b"]
     with dask.config.set({"qmio.qpu.fair_share": "false"}):  # as DASK_QMIO__QPU__FAIR_SHARE=false arrives
         env = Store(tmp_path / "env.sqlite")
     assert not env.fair_share
     env.close()
     fair = Store(tmp_path / "fair.sqlite")  # the packaged default
-    assert fair.fair_share and order(fair) == ["bob", "alice", "alice", "alice"]
+    assert fair.fair_share and order(fair) == ["b", "urgent", "a", "a", "a"]
+
+
+def test_priority_orders_a_users_own_jobs_and_only_a_boost_jumps_others(tmp_path):
+    store = Store(tmp_path / "q.sqlite")
+    for i in range(50):
+        store.add_job(user="bob", circuits=[ITEM], shots=10, priority=10, name=f"bob{i}")
+    store.add_job(user="alice", circuits=[ITEM], shots=10, name="alice")
+    names = [job["name"] for job in store.queue_order()]
+    assert names.index("alice") <= 1  # bob's priority 10 jumps nobody
+    ops = store.add_job(user="carol", circuits=[ITEM], shots=10, name="ops")
+    assert store.set_boost(ops["id"], 3) and store.queue_order(limit=1)[0]["name"] == "ops"
+    store.claim(ops["id"])
+    assert not store.set_boost(ops["id"], 5)  # running: too late
+    store.close()
+
+
+def test_a_store_from_before_boosts_gains_the_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:  # the jobs table as it was
+        db.execute("CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, user TEXT NOT NULL, "
+                   "name TEXT, state TEXT NOT NULL, priority INTEGER NOT NULL DEFAULT 0, shots INTEGER NOT NULL, "
+                   "num_circuits INTEGER NOT NULL, optimization_level INTEGER NOT NULL DEFAULT 1, circuits TEXT NOT NULL, "
+                   "created_at REAL NOT NULL, started_at REAL, finished_at REAL, attempts INTEGER NOT NULL DEFAULT 0, "
+                   "calibration_id TEXT, error TEXT, slurm_job_id TEXT)")
+        db.execute("INSERT INTO jobs (id, user, state, shots, num_circuits, circuits, created_at) "
+                   "VALUES ('old', 'alice', 'queued', 10, 1, '[]', 0)")
+    store = Store(path)
+    assert store.job("old")["boost"] == 0 and [j["id"] for j in store.queue_order()] == ["old"]
+    store.close()

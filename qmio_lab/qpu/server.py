@@ -230,7 +230,8 @@ class JobsHandler(BaseHandler):
         except QmioError as exc:
             svc.metrics.rejected.labels("422").inc()
             raise ApiError(422, str(exc)) from exc
-        job = svc.store.add_job(user=self.user.name, **spec)
+        # priority orders the user's own jobs; an admin's priority also puts the job ahead of others'
+        job = svc.store.add_job(user=self.user.name, boost=spec["priority"] if self.user.is_admin else 0, **spec)
         svc.metrics.submitted.inc()
         self.set_header("Location", f"/api/v1/jobs/{job['id']}")
         if self.get_argument("wait", None) is not None:
@@ -274,7 +275,8 @@ class JobsHandler(BaseHandler):
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise ApiError(422, f"priority must be an integer, got {priority!r}")
         if not self.user.is_admin and not 0 <= priority <= max_priority:
-            raise ApiError(422, f"priority must be from 0 to {max_priority} (higher runs first); got {priority}")
+            raise ApiError(422, f"priority must be from 0 to {max_priority} (it orders your own jobs: higher "
+                                f"runs first); got {priority}")
         level = body.get("optimization_level", 1)
         if level not in (0, 1, 2, 3) or isinstance(level, bool):
             raise ApiError(422, f"optimization_level must be 0, 1, 2 or 3; got {level!r}")
@@ -292,6 +294,18 @@ class JobHandler(BaseHandler):
     async def get(self, job_id: str) -> None:
         job = await self.long_poll(self.owned_job(job_id), until_terminal=False)
         self.send(self.service.job_view(job))
+
+    def put(self, job_id: str) -> None:
+        """An admin grants a queued job a boost over other users' jobs: ``{"boost": N}``."""
+        self.require_admin()
+        self.owned_job(job_id)
+        boost = self.json_body().get("boost")
+        if isinstance(boost, bool) or not isinstance(boost, int) or not 0 <= boost <= 1000:
+            raise ApiError(422, f"boost must be an integer from 0 to 1000; got {str(boost)[:30]}")
+        if not self.service.store.set_boost(job_id, boost):
+            raise ApiError(409, f"job {job_id!r} is no longer queued; only queued jobs can be boosted")
+        self.service.executor.wake()
+        self.send(self.service.job_view(self.service.store.job(job_id)))  # type: ignore[arg-type]
 
     def delete(self, job_id: str) -> None:
         job = self.owned_job(job_id)

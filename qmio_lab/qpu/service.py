@@ -181,7 +181,7 @@ class QPUService:
             done = self.executor.running_done
         return {
             "id": job["id"], "name": job["name"], "user": job["user"], "state": job["state"],
-            "priority": job["priority"], "shots": job["shots"], "num_circuits": job["num_circuits"],
+            "priority": job["priority"], "boost": job.get("boost", 0), "shots": job["shots"], "num_circuits": job["num_circuits"],
             "circuits_done": done,
             "optimization_level": job["optimization_level"],
             "created_at": _iso(job["created_at"]), "started_at": _iso(job["started_at"]),

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     name TEXT,
     state TEXT NOT NULL,
     priority INTEGER NOT NULL DEFAULT 0,
+    boost INTEGER NOT NULL DEFAULT 0,
     shots INTEGER NOT NULL,
     num_circuits INTEGER NOT NULL,
     optimization_level INTEGER NOT NULL DEFAULT 1,
@@ -73,7 +74,7 @@ END;
 """
 
 _JOB_COLUMNS = (
-    "seq, id, user, name, state, priority, shots, num_circuits, optimization_level, created_at, "
+    "seq, id, user, name, state, priority, boost, shots, num_circuits, optimization_level, created_at, "
     "started_at, finished_at, attempts, calibration_id, error, slurm_job_id"
 )
 
@@ -94,6 +95,8 @@ class Store:
         db = self._conn()
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)
+        if "boost" not in {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}:
+            db.execute("ALTER TABLE jobs ADD COLUMN boost INTEGER NOT NULL DEFAULT 0")  # older files
         self._recount()
 
     def _recount(self) -> None:
@@ -139,16 +142,16 @@ class Store:
     # ---- jobs ---------------------------------------------------------------------------
     def add_job(
         self, *, user: str, circuits: list[dict[str, Any]], shots: int, name: str | None = None,
-        priority: int = 0, optimization_level: int = 1, slurm_job_id: str | None = None,
+        priority: int = 0, optimization_level: int = 1, slurm_job_id: str | None = None, boost: int = 0,
     ) -> dict[str, Any]:
         job_id = uuid.uuid4().hex
         with self._tx() as db:
             rows = db.execute(
-                "INSERT INTO jobs (id, user, name, state, priority, shots, num_circuits, "
+                "INSERT INTO jobs (id, user, name, state, priority, boost, shots, num_circuits, "
                 "optimization_level, circuits, created_at, slurm_job_id) "
-                f"VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
-                (job_id, user, name, priority, shots, sum(expanded_count(c) for c in circuits), optimization_level,
-                 json.dumps(circuits), time.time(), slurm_job_id),
+                f"VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
+                (job_id, user, name, priority, boost, shots, sum(expanded_count(c) for c in circuits),
+                 optimization_level, json.dumps(circuits), time.time(), slurm_job_id),
             ).fetchall()
         return dict(rows[0])
 
@@ -180,15 +183,18 @@ class Store:
     def queue_order(self, *, user: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Queued jobs in the order they will run (only ``user``'s, and the first ``limit``, if given).
 
-        Priority first; within a priority, users take turns (each user's k-th queued job
-        ranks k-th, ties go to the user served least recently); then submission order. With
-        ``qmio.qpu.fair_share`` false there are no turns: priority, then submission order (the
-        benchmark switches it off to show what fair share is worth).
+        An admin's boost first (the only way to put a job ahead of other users' work). Then users
+        take turns: each user's k-th queued job ranks k-th, ties going to the user served least
+        recently, so a user with a thousand jobs delays another user's job by about one job.
+        ``priority`` only orders a user's own jobs: giving all of them priority 10 changes
+        nothing for anyone else. With ``qmio.qpu.fair_share`` false there are no turns: boost,
+        priority, then submission order (the benchmark switches it off to show what fair share
+        is worth).
         """
-        order = "j.priority DESC, turn, last_served, j.seq" if self.fair_share else "j.priority DESC, j.seq"
+        order = "j.boost DESC, turn, last_served, j.seq" if self.fair_share else "j.boost DESC, j.priority DESC, j.seq"
         sql = f"""
-            SELECT j.id, j.user, j.priority, j.num_circuits, j.shots, j.seq,
-                   ROW_NUMBER() OVER (PARTITION BY j.user, j.priority ORDER BY j.seq) AS turn,
+            SELECT j.id, j.user, j.name, j.priority, j.boost, j.num_circuits, j.shots, j.seq,
+                   ROW_NUMBER() OVER (PARTITION BY j.user ORDER BY j.priority DESC, j.seq) AS turn,
                    COALESCE(f.last_started, 0) AS last_served
             FROM jobs j LEFT JOIN fair_share f ON f.user = j.user
             WHERE j.state = 'queued'{" AND j.user = :user" if user is not None else ""}
@@ -196,6 +202,12 @@ class Store:
             {"LIMIT :limit" if limit is not None else ""}
         """
         return [dict(r) for r in self._conn().execute(sql, {"user": user, "limit": limit})]
+
+    def set_boost(self, job_id: str, boost: int) -> bool:
+        """An admin's grant: the job goes ahead of every job with a lower boost. False unless queued."""
+        with self._tx() as db:
+            return db.execute("UPDATE jobs SET boost = ? WHERE id = ? AND state = 'queued'",
+                              (boost, job_id)).rowcount == 1
 
     def claim(self, job_id: str) -> dict[str, Any] | None:
         """Move a queued job to running and return it as it now is; None if it was cancelled meanwhile."""
