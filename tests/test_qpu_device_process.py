@@ -34,6 +34,17 @@ def long_job(client) -> str:
     return client.submit([circuit] * 16, shots=4000, name="long")["id"]
 
 
+def wide_job(client) -> str:
+    """A job of several seconds whatever the machine: 12 qubits is beyond exact sampling, so
+    20,000 shots are simulated one by one."""
+    wide = QuantumCircuit(12, name="wide")
+    wide.h(0)
+    for i in range(11):
+        wide.cx(i, i + 1)
+    wide.measure_all()
+    return client.submit(wide, shots=20000)["id"]
+
+
 def wait_running(client, job_id: str) -> None:
     deadline = time.monotonic() + 60
     while (job := client.job(job_id))["state"] != "running":  # a short poll: ?wait could sleep
@@ -233,3 +244,50 @@ def test_the_child_reports_progress_of_a_long_job_and_nothing_for_a_short_one(ch
         assert quiet == []
     finally:
         dp.stop()
+
+
+def test_the_owner_and_an_admin_stop_a_running_job_and_others_cannot(svc):
+    alice, bob, root = svc.client("alice"), svc.client("bob"), svc.client("root")
+    for stopper in ("alice", "root"):
+        job_id = wide_job(alice)
+        wait_running(alice, job_id)
+        refused = svc.http("DELETE", f"/api/v1/jobs/{job_id}", user="bob")
+        assert refused.status_code == 403 and "belongs to another user" in refused.json()["error"]
+        before = svc.client("root").status()["simulator"]
+        stopped = svc.http("DELETE", f"/api/v1/jobs/{job_id}", user=stopper)
+        assert stopped.status_code == 200, stopped.text
+        view = stopped.json()
+        assert view["state"] == "cancelled" and f"cancelled by {stopper} while running" in view["error"]
+        after = svc.client("root").status()["simulator"]
+        assert after["pid"] != before["pid"]  # the simulator was stopped and a fresh one started
+        with pytest.raises(Exception, match="cancelled and has no result"):
+            alice.result(job_id)
+    # nothing else was lost: the next job runs on the new simulator
+    assert bob.wait(bob.submit(bell(), shots=100)["id"], timeout=60)["state"] == "done"
+    assert root.status()["running"] == 0
+
+
+def test_a_job_past_its_time_limit_is_failed_and_the_next_runs(tmp_path):
+    svc = ServiceProcess(tmp_path, env={"DASK_QMIO__QPU__MAX_JOB_S": "1"}).start()
+    try:
+        alice = svc.client("alice")
+        slow = wide_job(alice)
+        after = alice.submit(bell(), shots=100)
+        ended = alice.wait(slow, timeout=60)
+        assert ended["state"] == "failed" and "ran past its time limit of 1 s" in ended["error"]
+        assert "qmio.qpu.max_job_s" in ended["error"]
+        assert alice.wait(after["id"], timeout=60)["state"] == "done"
+    finally:
+        svc.stop()
+
+
+def test_the_simulator_dies_with_a_killed_service(tmp_path):
+    svc = ServiceProcess(tmp_path).start()
+    alice = svc.client("alice")
+    alice.wait(alice.submit(bell(), shots=10)["id"], timeout=60)  # the simulator is up
+    children = psutil.Process(svc.proc.pid).children(recursive=True)
+    assert any("qmio_lab.qpu.device_process" in " ".join(p.cmdline()) for p in children)
+    assert any("qmio_lab.qpu.sandbox" in " ".join(p.cmdline()) for p in children)
+    svc.kill9()
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, [p.cmdline() for p in alive]

@@ -39,10 +39,22 @@ def test_counts_follow_every_transition_and_survive_a_restart(tmp_path):
 
     reopened = Store(path)  # ... and requeued at the next start
     assert reopened.counts_by_state() == truth(path)
-    assert reopened.requeue_running() == 1
+    assert reopened.requeue_running(max_attempts=3) == (1, 0)
     counts = reopened.counts_by_state()
     assert counts == truth(path) == {"queued": 3, "running": 0, "done": 1, "failed": 1, "cancelled": 1}
     reopened.close()
+
+
+def test_a_job_that_keeps_crashing_the_service_fails_after_max_attempts(tmp_path):
+    store = Store(tmp_path / "q.sqlite")
+    poison = store.add_job(user="alice", circuits=[ITEM], shots=10)["id"]
+    for attempt in range(1, 4):  # the service dies while running it, three times
+        assert store.claim(poison)["attempts"] == attempt
+        requeued, failed = store.requeue_running(max_attempts=3)
+        assert (requeued, failed) == ((1, 0) if attempt < 3 else (0, 1))
+    job = store.job(poison)
+    assert job["state"] == "failed" and "3 times" in job["error"] and "max_attempts" in job["error"]
+    store.close()
 
 
 def test_counts_are_rebuilt_from_the_jobs_at_start(tmp_path):

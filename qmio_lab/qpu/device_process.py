@@ -30,6 +30,7 @@ from typing import Any
 
 from qiskit import QuantumCircuit, qpy
 
+from qmio_lab import config
 from qmio_lab.device import Calibration
 from qmio_lab.errors import QmioError
 from qmio_lab.qpu.child import start_child
@@ -44,6 +45,14 @@ _PROGRESS_MIN_CIRCUITS = 8  # ... when it has at least this many circuits
 
 class DeviceProcessError(QmioError, RuntimeError):
     """The simulator process stopped or failed outside the simulation itself."""
+
+
+class JobStopped(QmioError, RuntimeError):
+    """The running job was stopped on purpose (cancelled, or past its time limit)."""
+
+    def __init__(self, message: str, *, cancelled: bool) -> None:
+        super().__init__(message)
+        self.cancelled = cancelled
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,8 @@ class DeviceProcess:
         self._sent_templates: OrderedDict[str, None] = OrderedDict()
         self._sent_calibrations: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+        self._running: str | None = None  # the job being simulated
+        self._stop: tuple[str, str, bool] | None = None  # (job id, why, cancelled?) of a stop asked for
         self.restarts = 0
 
     @property
@@ -123,31 +134,71 @@ class DeviceProcess:
                 proc.kill()
                 proc.wait(timeout=5)
 
+    def stop_job(self, job_id: str, reason: str, *, cancelled: bool) -> None:
+        """Stop ``job_id`` (from any thread): if it is being simulated the child is killed, and
+        ``run`` raises JobStopped with ``reason``, also when it has not reached the child yet.
+        The next job gets a fresh child."""
+        with self._lock:
+            self._stop = (job_id, reason, cancelled)
+            proc = self._proc if self._running == job_id else None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+    def _stop_for(self, job_id: str) -> JobStopped | None:
+        with self._lock:
+            stop = self._stop
+            if stop is None or stop[0] != job_id:
+                return None
+            self._stop = None
+        return JobStopped(stop[1], cancelled=stop[2])
+
     def run(self, job_id: str, programs: list[Program], shots: int, cal: Calibration,
-            on_progress: Callable[[int], None] | None = None) -> str:
+            on_progress: Callable[[int], None] | None = None, time_limit_s: float | None = None) -> str:
         """Simulate a job; returns its result body as JSON text, ready to store and send.
         ``on_progress(circuits done)`` hears of a long job's progress as the child reports it.
 
-        Raises QmioError with the device's message when the job cannot run, and
-        DeviceProcessError (after restarting the child) when the simulator process died.
+        Raises QmioError with the device's message when the job cannot run, JobStopped when it
+        was cancelled or ran past ``time_limit_s``, and DeviceProcessError (after restarting
+        the child) when the simulator process died.
         """
+        with self._lock:
+            self._running = job_id
+        try:
+            return self._run(job_id, programs, shots, cal, on_progress, time_limit_s)
+        finally:
+            with self._lock:
+                self._running = None
+                if self._stop is not None and self._stop[0] == job_id:
+                    self._stop = None  # asked for too late: the job had finished
+
+    def _run(self, job_id: str, programs: list[Program], shots: int, cal: Calibration,
+             on_progress: Callable[[int], None] | None, time_limit_s: float | None) -> str:
+        early = self._stop_for(job_id)
+        if early is not None:
+            raise early
         self.start()
         conn = self._conn
         assert conn is not None
+        deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
         try:
             if not self._ready:
                 if not conn.poll(_START_TIMEOUT_S):
                     raise EOFError("no answer")
                 conn.recv_bytes()  # b"ready"
                 self._ready = True
-            reply = self._exchange(conn, job_id, programs, shots, cal, resend=False)
+            reply = self._exchange(conn, job_id, programs, shots, cal, resend=False, deadline=deadline)
             if reply[:1] == b"M":  # it forgot something we thought it kept: send everything
-                reply = self._exchange(conn, job_id, programs, shots, cal, resend=True)
+                reply = self._exchange(conn, job_id, programs, shots, cal, resend=True, deadline=deadline)
             while reply[:1] == b"P":  # progress, then (eventually) the answer
                 if on_progress is not None:
                     on_progress(int(reply[1:]))
-                reply = conn.recv_bytes()
+                reply = self._receive(conn, job_id, deadline)
         except (EOFError, OSError) as exc:
+            stopped = self._stop_for(job_id)
+            if stopped is not None:
+                self._reap()
+                self.start()
+                raise stopped from exc
             code = None
             if self._proc is not None:
                 try:
@@ -169,8 +220,27 @@ class DeviceProcess:
             raise QmioError(payload.decode())
         raise DeviceProcessError(f"internal error while simulating the job: {payload.decode()}")
 
+    def _reap(self) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+
+    def _receive(self, conn: Connection, job_id: str, deadline: float | None) -> bytes:
+        """The child's next frame; past the deadline the job is stopped (raises EOFError)."""
+        while deadline is not None and not conn.poll(min(max(deadline - time.monotonic(), 0.0), 0.5)):
+            if time.monotonic() >= deadline:
+                limit = config.get("qpu.max_job_s")
+                self.stop_job(job_id, f"the job ran past its time limit of {limit} s on the QPU "
+                                      "(qmio.qpu.max_job_s) and was stopped; split it into smaller jobs",
+                              cancelled=False)
+                deadline = None  # the child is being killed: the next read ends in EOF
+        return conn.recv_bytes()
+
     def _exchange(self, conn: Connection, job_id: str, programs: list[Program], shots: int,
-                  cal: Calibration, resend: bool) -> bytes:
+                  cal: Calibration, resend: bool, deadline: float | None = None) -> bytes:
         cal_key = _calibration_key(cal)
         send_cal = resend or cal_key not in self._sent_calibrations
         new: dict[str, QuantumCircuit] = {}
@@ -196,7 +266,7 @@ class DeviceProcess:
         for p in programs:
             if p.key in self._sent_templates:
                 self._sent_templates.move_to_end(p.key)
-        return conn.recv_bytes()
+        return self._receive(conn, job_id, deadline)
 
 
 def _remember(kept: OrderedDict, keys: list[str], limit: int) -> None:

@@ -19,7 +19,7 @@ from qmio_lab.device.schedule import CalibrationSchedule
 from qmio_lab.errors import QmioError
 from qmio_lab.qpu.clock import SimClock
 from qmio_lab.qpu.compiler import Compiler
-from qmio_lab.qpu.device_process import DeviceProcess, Program
+from qmio_lab.qpu.device_process import DeviceProcess, JobStopped, Program
 from qmio_lab.qpu.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,16 @@ class Executor(threading.Thread):
             self._calibration_requests.append(fut)
         self.wake()
         return fut
+
+    def stop_running(self, job_id: str, by: str) -> bool:
+        """Stop ``job_id`` if it is the job on the QPU now (the owner or an admin cancels it):
+        its simulator is killed and restarted; the job ends cancelled. False if it is not running."""
+        with self._lock:
+            running = self.running_job
+            if running is None or running["id"] != job_id:
+                return False
+            self.device_process.stop_job(job_id, f"cancelled by {by} while running", cancelled=True)
+        return True
 
     def set_maintenance(self, on: bool) -> None:
         self.maintenance = on
@@ -154,9 +164,14 @@ class Executor(threading.Thread):
         ended: dict[str, Any] = {"calibration_id": cal.id}
         try:
             programs = self._programs(self.store.job_circuits(job_id), cal, job["optimization_level"])
-            body = self.device_process.run(job_id, programs, job["shots"], cal, on_progress=self._progressed)
+            body = self.device_process.run(job_id, programs, job["shots"], cal, on_progress=self._progressed,
+                                           time_limit_s=float(config.get("qpu.max_job_s")))
             ended["finished_at"] = self.store.finish(job_id, result_json=body, calibration_id=cal.id)
             ended.update(state="done", error=None)
+        except JobStopped as exc:
+            state = "cancelled" if exc.cancelled else "failed"
+            ended.update(state=state, error=str(exc),
+                         finished_at=self.store.fail(job_id, str(exc), cal.id, state=state))
         except QmioError as exc:
             ended.update(state="failed", error=str(exc), finished_at=self.store.fail(job_id, str(exc), cal.id))
         except Exception as exc:  # a simulator crash must fail the job, not the service
@@ -164,7 +179,8 @@ class Executor(threading.Thread):
             error = f"internal error while running the job: {exc}"
             ended.update(state="failed", error=error, finished_at=self.store.fail(job_id, error, cal.id))
         finally:
-            self.running_job = None
+            with self._lock:
+                self.running_job = None
             # an unexpected error (e.g. the database gone) leaves the row as it is: read it back
             self.on_job_change({**job, **ended} if "state" in ended else (self.store.job(job_id) or job))
 

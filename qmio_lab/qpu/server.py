@@ -307,7 +307,15 @@ class JobHandler(BaseHandler):
         self.service.executor.wake()
         self.send(self.service.job_view(self.service.store.job(job_id)))  # type: ignore[arg-type]
 
-    def delete(self, job_id: str) -> None:
+    async def long_poll_until_ended(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The job once it has ended (a stopped job ends in moments)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while job["state"] not in TERMINAL_STATES and loop.time() < deadline:
+            job = await self.service.events.wait(job, deadline - loop.time()) or self.service.store.job(job["id"]) or job
+        return job
+
+    async def delete(self, job_id: str) -> None:
         job = self.owned_job(job_id)
         if self.service.store.cancel(job_id):
             self.service.metrics.finished.labels("cancelled").inc()
@@ -318,8 +326,16 @@ class JobHandler(BaseHandler):
             return
         job = self.service.store.job(job_id) or job
         if job["state"] == "running":
-            raise ApiError(409, f"job {job_id!r} is already running on the QPU and cannot be stopped; "
-                                "it finishes in moments", state="running")
+            assert self.user is not None
+            if not self.service.executor.stop_running(job_id, self.user.name):
+                raise ApiError(409, f"job {job_id!r} is finishing on the QPU; it can no longer be stopped",
+                               state="running")
+            stopped = await self.long_poll_until_ended(job)
+            if stopped["state"] != "cancelled":
+                raise ApiError(409, f"job {job_id!r} finished ({stopped['state']}) before it could be stopped",
+                               state=stopped["state"])
+            self.send(self.service.job_view(stopped))
+            return
         raise ApiError(409, f"job {job_id!r} has already ended ({job['state']}); nothing to cancel",
                        state=job["state"])
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from qmio_lab import config
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.schedule import CalibrationSchedule
 from qmio_lab.qpu.admission import AdmissionLimits, UserGate
@@ -104,9 +105,12 @@ class QPUService:
         self.events = JobEvents()
         self.metrics = ServiceMetrics()
         self.queue = QueueView(self.store, self.clock, self.schedule)
-        requeued = self.store.requeue_running()
+        requeued, poisoned = self.store.requeue_running(int(config.get("qpu.max_attempts")))
         if requeued:
             log.warning("requeued %d job(s) interrupted by the last shutdown", requeued)
+        if poisoned:
+            log.warning("failed %d job(s) that were running at %s shutdowns in a row", poisoned,
+                        config.get("qpu.max_attempts"))
         self.executor = Executor(
             self.store, self.device, self.compiler, self.clock, self.schedule,
             on_job_change=self._job_changed,

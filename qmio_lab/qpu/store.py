@@ -242,12 +242,13 @@ class Store:
                 self._recent_results.popitem(last=False)
         return now
 
-    def fail(self, job_id: str, error: str, calibration_id: str | None = None) -> float:
+    def fail(self, job_id: str, error: str, calibration_id: str | None = None, *, state: str = "failed") -> float:
+        """End a running job without a result: ``failed``, or ``cancelled`` when stopped on request."""
         now = time.time()
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?, calibration_id = ? "
-                "WHERE id = ? AND state = 'running'", (now, error, calibration_id, job_id),
+                "UPDATE jobs SET state = ?, finished_at = ?, error = ?, calibration_id = ? "
+                "WHERE id = ? AND state = 'running'", (state, now, error, calibration_id, job_id),
             )
         return now
 
@@ -260,11 +261,18 @@ class Store:
             )
         return cur.rowcount == 1
 
-    def requeue_running(self) -> int:
-        """After a crash: jobs caught running go back to the queue (their seq keeps their turn)."""
+    def requeue_running(self, max_attempts: int) -> tuple[int, int]:
+        """After a crash: jobs caught running go back to the queue (their seq keeps their turn),
+        unless they have been running at ``max_attempts`` crashes already: such a job may be
+        what brings the service down, so it fails instead. Returns (requeued, failed)."""
         with self._tx() as db:
-            cur = db.execute("UPDATE jobs SET state = 'queued', started_at = NULL WHERE state = 'running'")
-        return cur.rowcount
+            failed = db.execute(
+                "UPDATE jobs SET state = 'failed', finished_at = ?, error = ? WHERE state = 'running' AND attempts >= ?",
+                (time.time(), f"the service stopped while running this job {max_attempts} times; it is not "
+                              "tried again (qmio.qpu.max_attempts). If it is large, split it.", max_attempts),
+            ).rowcount
+            requeued = db.execute("UPDATE jobs SET state = 'queued', started_at = NULL WHERE state = 'running'").rowcount
+        return requeued, failed
 
     def result_json(self, job_id: str) -> str | None:
         """The stored result as JSON text, ready to send (recent ones without a database read)."""
@@ -366,8 +374,9 @@ class Store:
 
 
 def as_flag(value: Any) -> bool:
-    """A boolean setting as dask config hands it over: ``DASK_QMIO__QPU__FAIR_SHARE=False`` arrives
-    as False, but ``=false`` or ``=0`` arrive as strings, and ``bool("false")`` would be True."""
+    """A boolean setting as dask config hands it over: ``DASK_QMIO__QPU__FAIR_SHARE=False`` (or
+    ``=false``, ``=0``) arrives parsed, but ``=off`` or ``=no`` arrive as strings, and
+    ``bool("off")`` would be True. YAML files may hold quoted strings too."""
     if isinstance(value, str):
         return value.strip().lower() not in ("false", "0", "no", "off", "")
     return bool(value)
