@@ -20,7 +20,12 @@ class InvalidCircuitError(QmioError, ValueError):
 
 
 class AdmissionError(QmioError, ValueError):
-    """A submitted circuit exceeds one of the service's admission limits (qmio.qpu.admission)."""
+    """A request exceeds one of the service's limits (qmio.qpu.admission, reservation budgets).
+    ``retry_at`` (ISO time) is set when waiting, rather than changing the request, helps."""
+
+    def __init__(self, message: str, *, retry_at: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 class InvalidShotsError(QmioError, ValueError):

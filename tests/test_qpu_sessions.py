@@ -18,7 +18,8 @@ from circuits import bell
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
-    service = ServiceProcess(tmp_path_factory.mktemp("sessions")).start()
+    # these tests open reservations back to back: the cooldown between them is tested on its own
+    service = ServiceProcess(tmp_path_factory.mktemp("sessions"), env={"DASK_QMIO__QPU__SESSION_COOLDOWN_S": "0"}).start()
     yield service
     service.stop()
 
@@ -111,3 +112,39 @@ def test_parameter_values_on_the_wire(svc):
         alice.submit_items([{**item, "parameter_values": [[0.1], [0.2, 0.3]]}], shots=10)
     with pytest.raises(QPUServiceError, match="1001 circuits in one job"):
         alice.submit_items([{**item, "parameter_values": [[0.1]] * 1001}], shots=10)
+
+
+def test_reservations_have_a_daily_budget_and_a_cooldown(tmp_path):
+    env = {"DASK_QMIO__QPU__SESSION_BUDGET_S": "100", "DASK_QMIO__QPU__SESSION_COOLDOWN_S": "3600"}
+    service = ServiceProcess(tmp_path, env=env).start()
+    try:
+        alice, root = service.client("alice"), service.client("root")
+        with pytest.raises(QPUServiceError, match=r"exceed your daily budget: 0 of 100 s used today") as over:
+            alice.open_session(101)
+        assert over.value.status == 429
+        first = alice.open_session(60)
+        alice.close_session(first["id"])
+        with pytest.raises(QPUServiceError, match="the next may start 3600 s after it") as cooling:
+            alice.open_session(30)
+        assert cooling.value.status == 429
+        reply = service.http("POST", "/api/v1/sessions", user="alice", json={"max_time_s": 30})
+        assert reply.status_code == 429 and reply.json()["retry_at"] > first["created_at"]
+        bob = service.client("bob")  # budgets are per user
+        bob.close_session(bob.open_session(30)["id"])
+        root.close_session(root.open_session(30)["id"])  # admins are not limited
+        root.close_session(root.open_session(30)["id"])
+    finally:
+        service.stop()
+
+
+def test_an_idle_reservation_closes_and_frees_the_qpu(tmp_path):
+    service = ServiceProcess(tmp_path, env={"DASK_QMIO__QPU__SESSION_IDLE_S": "1"}).start()
+    try:
+        alice, bob = service.client("alice"), service.client("bob")
+        alice.open_session(600)  # and then alice does nothing
+        job = bob.submit(bell(), shots=50)
+        done = bob.wait(job["id"], timeout=30)
+        assert done["state"] == "done"  # long before the 600 s reservation would have expired
+        assert alice.sessions() == [] and bob.status()["reservation"] is None
+    finally:
+        service.stop()

@@ -175,3 +175,27 @@ class UserGate:
         if gate is None:
             gate = self._held[user] = asyncio.Semaphore(1)
         return gate
+
+
+def check_reservation(store: Any, user: str, max_time_s: float, now: float) -> None:
+    """A user's reservations share a daily budget and wait out a cooldown between them, so no
+    user can hold the QPU by reopening a session the moment the last one ends. Raises
+    AdmissionError with the numbers and when to try again."""
+    from datetime import datetime, timezone
+
+    budget = float(config.get("qpu.session_budget_s"))
+    cooldown = float(config.get("qpu.session_cooldown_s"))
+    day = datetime.fromtimestamp(now, timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    used = store.reserved_seconds(user, day.timestamp())
+    if used + max_time_s > budget:
+        reset = datetime.fromtimestamp(day.timestamp() + 86400, timezone.utc).isoformat()
+        raise AdmissionError(
+            f"a {max_time_s:.0f} s reservation would exceed your daily budget: {used:.0f} of {budget:.0f} s "
+            f"used today (qmio.qpu.session_budget_s); it resets at {reset}. Your jobs still queue without one.",
+            retry_at=reset)
+    last = store.last_session_end(user)
+    if last is not None and last <= now < last + cooldown:
+        again = datetime.fromtimestamp(last + cooldown, timezone.utc).isoformat()
+        raise AdmissionError(
+            f"your last reservation ended {now - last:.0f} s ago; the next may start {cooldown:.0f} s after it "
+            f"(qmio.qpu.session_cooldown_s), at {again}", retry_at=again)

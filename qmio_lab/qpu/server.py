@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,7 +17,8 @@ import tornado.web
 
 from qmio_lab import config
 from qmio_lab.device.simulator import check_shots
-from qmio_lab.errors import QmioError
+from qmio_lab.errors import AdmissionError, QmioError
+from qmio_lab.qpu.admission import check_reservation
 from qmio_lab.qpu.auth import User
 from qmio_lab.qpu.circuits import check_parameter_values, expanded_count
 from qmio_lab.qpu.service import QPUService
@@ -421,6 +423,12 @@ class SessionsHandler(BaseHandler):
         max_time = body.get("max_time_s", limit)
         if isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not 0 < max_time <= limit:
             raise ApiError(422, f"max_time_s must be a number of seconds from 1 to {limit:.0f}; got {max_time!r}")
+        if not self.user.is_admin:
+            try:
+                check_reservation(self.service.store, self.user.name, float(max_time), time.time())
+            except AdmissionError as exc:
+                self.service.metrics.rejected.labels("429").inc()
+                raise ApiError(429, str(exc), retry_at=exc.retry_at) from exc
         session, opened = self.service.store.open_session(self.user.name, float(max_time))
         if not opened:
             until = self.service.session_view(session)["expires_at"]

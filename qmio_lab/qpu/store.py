@@ -92,6 +92,8 @@ class Store:
         self._connections: list[sqlite3.Connection] = []
         self._recent_results: OrderedDict[str, str] = OrderedDict()
         self.version = 0  # bumped on every queue change; lets readers cache the queue order
+        idle = config.get("qpu.session_idle_s", None)
+        self.session_idle_s = float(idle) if idle else None
         db = self._conn()
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)
@@ -305,12 +307,40 @@ class Store:
 
     # ---- sessions (exclusive reservations) ------------------------------------------------
     def active_session(self) -> dict[str, Any] | None:
-        """The reservation holding the QPU now, if any (at most one at a time)."""
-        row = self._conn().execute(
-            "SELECT * FROM sessions WHERE closed_at IS NULL AND expires_at > ? ORDER BY created_at LIMIT 1",
-            (time.time(),),
+        """The reservation holding the QPU now, if any (at most one at a time). One whose holder
+        has had nothing queued or running for ``session_idle_s`` is closed here: an idle holder
+        must not keep everybody else waiting until it expires."""
+        now = time.time()
+        db = self._conn()
+        row = db.execute(
+            "SELECT * FROM sessions WHERE closed_at IS NULL AND expires_at > ? ORDER BY created_at LIMIT 1", (now,),
         ).fetchone()
-        return dict(row) if row else None
+        if row is None or self.session_idle_s is None:
+            return dict(row) if row else None
+        busy, last_end = db.execute(
+            "SELECT SUM(state IN ('queued', 'running')), MAX(finished_at) FROM jobs WHERE user = ? AND created_at >= ?",
+            (row["user"], row["created_at"]),
+        ).fetchone()
+        if not busy and now - max(row["created_at"], last_end or 0) > self.session_idle_s:
+            with self._tx() as tx:
+                tx.execute("UPDATE sessions SET closed_at = ? WHERE id = ? AND closed_at IS NULL", (now, row["id"]))
+            return None
+        return dict(row)
+
+    def reserved_seconds(self, user: str, since: float) -> float:
+        """Seconds ``user`` has held (or still holds, up to now) reservations opened since ``since``."""
+        now = time.time()
+        (total,) = self._conn().execute(
+            "SELECT COALESCE(SUM(MIN(COALESCE(closed_at, expires_at), ?) - created_at), 0) "
+            "FROM sessions WHERE user = ? AND created_at >= ?", (now, user, since),
+        ).fetchone()
+        return float(total)
+
+    def last_session_end(self, user: str) -> float | None:
+        (end,) = self._conn().execute(
+            "SELECT MAX(COALESCE(closed_at, expires_at)) FROM sessions WHERE user = ?", (user,),
+        ).fetchone()
+        return end
 
     def open_session(self, user: str, max_time_s: float) -> tuple[dict[str, Any], bool]:
         """Reserve the QPU for ``user``; returns (session, True) or (the blocking session, False)."""
