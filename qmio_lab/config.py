@@ -37,3 +37,19 @@ def lab_home() -> Path:
     """Where qmio_lab keeps state: ``$QMIO_LAB_HOME`` or ``~/.local/share/qmio_lab``."""
     home = os.environ.get("QMIO_LAB_HOME")
     return Path(home) if home else Path.home() / ".local" / "share" / "qmio_lab"
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (0700): it holds circuits, results,
+    tokens and logs, which other users of a shared machine must not read."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_uid == os.getuid():
+        path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path, mode: str = "ab") -> Any:
+    """Open ``path`` (created 0600 if new, whatever the umask) inside a private directory."""
+    private_dir(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)

@@ -20,13 +20,13 @@ from qmio_lab import config
 
 
 def _start_dask(directory: Path, workers: int) -> tuple[subprocess.Popen, subprocess.Popen, str]:
-    directory.mkdir(parents=True, exist_ok=True)
+    config.private_dir(directory)
     sched_file = directory / "scheduler.json"
     sched_file.unlink(missing_ok=True)
-    log = open(directory / "dask.log", "ab")
+    log = config.private_file(directory / "dask.log")
     scheduler = subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
+         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 60

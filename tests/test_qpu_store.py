@@ -149,3 +149,20 @@ def test_a_store_from_before_boosts_gains_the_column(tmp_path):
     store = Store(path)
     assert store.job("old")["boost"] == 0 and [j["id"] for j in store.queue_order()] == ["old"]
     store.close()
+
+
+def test_state_is_readable_by_its_owner_only(tmp_path):
+    """Circuits and results of every user live in this file: other local users must not read it,
+    whatever the umask."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "state" / "queue.sqlite")
+        store.add_job(user="alice", circuits=[ITEM], shots=10)
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "state").iterdir()}
+        assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+        assert modes and all(mode == 0o600 for mode in modes.values()), modes
+        store.close()
+    finally:
+        os.umask(old)

@@ -57,8 +57,7 @@ def _from_discovery(path: Path) -> QPUClient | None:
 
 def start_local_service(directory: Path | None = None) -> QPUClient:
     """Start ``qmio qpu serve`` detached, with its state under ``directory``; reuse a live one."""
-    directory = directory or service_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = config.private_dir(directory or service_dir())
     disc = directory / "service.json"
     with open(directory / "launch.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two kernels starting at once get one service
@@ -66,7 +65,7 @@ def start_local_service(directory: Path | None = None) -> QPUClient:
         if client is not None:
             return client
         disc.unlink(missing_ok=True)
-        log = open(directory / "service.log", "ab")
+        log = config.private_file(directory / "service.log")
         proc = subprocess.Popen(
             [sys.executable, "-m", "qmio_lab.cli", "qpu", "serve", "--port", "0",
              "--db", str(directory / "queue.sqlite"), "--discovery", str(disc)],

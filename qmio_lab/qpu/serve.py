@@ -47,7 +47,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def write_discovery(path: Path, url: str, token: str | None) -> None:
     """Where other kernels find this service: URL, token, pid (readable by the owner only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    config.private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -7,6 +7,7 @@ nothing twice into the record.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -86,7 +87,10 @@ class Store:
         self.path = Path(path)
         # read once: the order must not change under a running service; None = qmio.qpu.fair_share
         self.fair_share = as_flag(config.get("qpu.fair_share") if fair_share is None else fair_share)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        config.private_dir(self.path.parent)
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite's WAL files take its mode
+        if self.path.stat().st_uid == os.getuid():
+            self.path.chmod(0o600)
         self._local = threading.local()
         self._conn_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
