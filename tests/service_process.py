@@ -95,6 +95,11 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child: reap it, or it stays a zombie
+                return
+        except ChildProcessError:  # not our child: its parent reaps it
+            pass
+        try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return

@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from moments import packaged_calendar_env
 from service_process import stop_local_service
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -38,6 +39,11 @@ def lab_home(tmp_path_factory):
     os.environ["QMIO_LAB_HOME"] = str(home)
     os.environ.pop("QMIO_QPU_URL", None)
     os.environ["DASK_QMIO__EMULATOR__LOCAL__N_WORKERS"] = "1"
+    # the notebooks share one QPU service: start it here, without a calendar (tests/conftest.py),
+    # whichever notebook runs first (02 gives its own kernel the packaged calendar)
+    from qmio_lab.qpu.launcher import start_local_service
+
+    start_local_service(home / "qpu")
     yield home
     for k, v in saved.items():
         if v is None:
@@ -56,7 +62,9 @@ def test_01_quickstart(lab_home):
     assert "total variation distance" in html_outputs(book)
 
 
-def test_02_calibration_explorer(lab_home):
+def test_02_calibration_explorer(lab_home, monkeypatch):
+    for key, value in packaged_calendar_env().items():  # the notebook explores the centre's calendar
+        monkeypatch.setenv(key, value)
     check, book = run_notebook("02_calibration_explorer")
     assert len(check["windows"]) == 5 and check["weekday_windows_only"]
     assert check["ecr_after_monday"] < check["ecr_before_monday"]  # Monday's calibration reset the drift

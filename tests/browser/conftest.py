@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -29,11 +30,36 @@ def _need_chromium() -> None:
     missing(f"{CHROMIUM} (apt-get install -y chromium; make test does this)")
 
 
-@pytest.fixture(scope="session")
+# The QPU service and the lab are shared by the tests of one module, and each module gets its own:
+# a module may stop the service (test_lab_panel.py does) or start the lab's emulator cluster
+# (test_lab_commands.py does) without changing what another module's tests see.
+@pytest.fixture(scope="module")
 def qpu_service(tmp_path_factory):
     home = tmp_path_factory.mktemp("qmio-home")
     with local_service(home) as info:
         yield {**info, "home": home}
+        _reap(int(info["pid"]))
+
+
+def _reap(pid: int, timeout: float = 15.0) -> None:
+    """Stop the service this process started (the launcher's child) and collect its exit status.
+
+    Unreaped, it lingers as a zombie that ``stop_pid`` (signal 0) takes for alive for 15 s.
+    """
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.05)
+    except ChildProcessError:
+        pass  # already collected, or not our child: stop_pid handles it
 
 
 def _free_port() -> int:
@@ -52,7 +78,7 @@ def _write_settings(settings_dir: Path) -> None:
     (ours / "plugin.jupyterlab-settings").write_text(json.dumps({"refreshInterval": 1}))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(qpu_service, tmp_path_factory):
     """``jupyter lab`` as a user runs it, sharing the QPU service through $QMIO_LAB_HOME."""
     root = tmp_path_factory.mktemp("lab")
@@ -64,7 +90,9 @@ def lab(qpu_service, tmp_path_factory):
     env = {**os.environ, "QMIO_LAB_HOME": str(qpu_service["home"]),
            "QMIO_QPU_URL": qpu_service["url"], "QMIO_QPU_TOKEN": qpu_service["token"],
            "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
-           "JUPYTER_RUNTIME_DIR": str(root / "runtime")}
+           "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+           # an emulator cluster (the lab's or a kernel's) gets one worker: the machine has 2 cores
+           "DASK_QMIO__EMULATOR__LOCAL__N_WORKERS": "1"}
     log = open(root / "lab.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
@@ -83,7 +111,7 @@ def lab(qpu_service, tmp_path_factory):
             pass
         assert time.monotonic() < deadline, f"JupyterLab did not start:\n{(root / 'lab.log').read_text()}"
         time.sleep(0.2)
-    yield {"url": url, "token": token, "notebooks": notebooks, "log": root / "lab.log"}
+    yield {"url": url, "token": token, "notebooks": notebooks, "log": root / "lab.log", "settings": settings}
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -94,7 +122,10 @@ def lab(qpu_service, tmp_path_factory):
 @pytest.fixture(scope="session")
 def browser():
     _need_chromium()
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the playwright Python package (pip install -e '.[test]')")
 
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

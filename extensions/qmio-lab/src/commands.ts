@@ -48,31 +48,43 @@ function isQasm(path: string | undefined): boolean {
   return !!path && /\.qasm$/i.test(path);
 }
 
-/** The OpenQASM program to run: the file right-clicked in the file browser, else the open one. */
-async function currentQasm(ctx: ICommandContext): Promise<IQasmSource | null> {
-  const fromBrowser = ctx.app.contextMenuHitTest(n => n.classList.contains('jp-DirListing-item'));
+/** Where a run command was invoked from: the file browser's context menu passes `{ from: 'browser' }`. */
+export interface IRunArgs {
+  from?: string;
+}
+
+function selectedQasm(ctx: ICommandContext): string | null {
   const browser = ctx.browsers?.tracker.currentWidget;
-  if (fromBrowser && browser) {
-    const item = Array.from(browser.selectedItems()).find(i => isQasm(i.path));
-    if (item) {
-      const model = await ctx.app.serviceManager.contents.get(item.path, { content: true });
-      return { path: item.path, text: String(model.content) };
-    }
-  }
+  const item = browser ? Array.from(browser.selectedItems()).find(i => isQasm(i.path)) : undefined;
+  return item ? item.path : null;
+}
+
+function openQasm(ctx: ICommandContext): IDocumentWidget | null {
   const widget = ctx.app.shell.currentWidget as IDocumentWidget | null;
-  if (widget && widget.context && isQasm(widget.context.path)) {
+  return widget && widget.context && isQasm(widget.context.path) ? widget : null;
+}
+
+/**
+ * The OpenQASM program to run: the file right-clicked in the file browser; otherwise the open
+ * .qasm document (with its unsaved edits), else the .qasm file selected in the file browser.
+ * (Where the command came from is told by its arguments: JupyterLab keeps the last context-menu
+ * event forever, so testing that event would run a file right-clicked long ago.)
+ */
+async function currentQasm(ctx: ICommandContext, fromBrowser: boolean): Promise<IQasmSource | null> {
+  const widget = fromBrowser ? null : openQasm(ctx);
+  if (widget) {
     return { path: widget.context.path, text: widget.context.model.toString() };
+  }
+  const path = selectedQasm(ctx);
+  if (path) {
+    const model = await ctx.app.serviceManager.contents.get(path, { content: true });
+    return { path, text: String(model.content) };
   }
   return null;
 }
 
 function hasQasmTarget(ctx: ICommandContext): boolean {
-  const widget = ctx.app.shell.currentWidget as IDocumentWidget | null;
-  if (widget && widget.context && isQasm(widget.context.path)) {
-    return true;
-  }
-  const browser = ctx.browsers?.tracker.currentWidget;
-  return !!browser && Array.from(browser.selectedItems()).some(i => isQasm(i.path));
+  return openQasm(ctx) !== null || selectedQasm(ctx) !== null;
 }
 
 async function runOnQPU(ctx: ICommandContext, source: IQasmSource): Promise<IQPUJob> {
@@ -125,8 +137,12 @@ async function runOnEmulator(ctx: ICommandContext, source: IQasmSource): Promise
   }
 }
 
-async function runQasm(ctx: ICommandContext, target: 'qpu' | 'emulator'): Promise<void> {
-  const source = await currentQasm(ctx);
+async function runQasm(
+  ctx: ICommandContext,
+  target: 'qpu' | 'emulator',
+  args: IRunArgs
+): Promise<void> {
+  const source = await currentQasm(ctx, args.from === 'browser');
   if (!source) {
     Notification.warning('Open or select an OpenQASM (.qasm) file first.', { autoClose: 5000 });
     return;
@@ -173,18 +189,19 @@ export function addCommands(ctx: ICommandContext): void {
     label: 'Run this .qasm file on the QPU',
     caption: 'Submit the OpenQASM file to the QMIO QPU queue',
     isEnabled: () => hasQasmTarget(ctx),
-    execute: () => runQasm(ctx, 'qpu')
+    execute: args => runQasm(ctx, 'qpu', args as IRunArgs)
   });
   app.commands.addCommand(CommandIDs.runOnEmulator, {
     label: 'Run this .qasm file on the emulator',
     caption: 'Emulate the OpenQASM file on the Dask emulator cluster',
     isEnabled: () => hasQasmTarget(ctx),
-    execute: () => runQasm(ctx, 'emulator')
+    execute: args => runQasm(ctx, 'emulator', args as IRunArgs)
   });
   app.commands.addCommand(CommandIDs.runOnDefault, {
     label: () => `Run this .qasm file (${ctx.settings().defaultTarget})`,
+    caption: 'Run the OpenQASM file on the default target (Settings → QMIO → Default target)',
     isEnabled: () => hasQasmTarget(ctx),
-    execute: () => runQasm(ctx, ctx.settings().defaultTarget)
+    execute: args => runQasm(ctx, ctx.settings().defaultTarget, args as IRunArgs)
   });
   app.commands.addCommand(CommandIDs.openDashboard, {
     label: 'Open calibration dashboard',

@@ -99,6 +99,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     if (palette) {
       for (const command of [
+        CommandIDs.runOnDefault,
         CommandIDs.runOnQPU,
         CommandIDs.runOnEmulator,
         CommandIDs.openDashboard,
@@ -109,8 +110,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     }
     const qasmItem = `.jp-DirListing-item[data-file-type="${QASM_FILE_TYPE}"]`;
-    app.contextMenu.addItem({ command: CommandIDs.runOnQPU, selector: qasmItem, rank: 1 });
-    app.contextMenu.addItem({ command: CommandIDs.runOnEmulator, selector: qasmItem, rank: 2 });
+    // from the file browser: run the right-clicked file (see commands.ts, currentQasm)
+    const args = { from: 'browser' };
+    app.contextMenu.addItem({ command: CommandIDs.runOnDefault, selector: qasmItem, rank: 0, args });
+    app.contextMenu.addItem({ command: CommandIDs.runOnQPU, selector: qasmItem, rank: 1, args });
+    app.contextMenu.addItem({ command: CommandIDs.runOnEmulator, selector: qasmItem, rank: 2, args });
+    app.contextMenu.addItem({ command: CommandIDs.runOnDefault, selector: '.jp-FileEditor', rank: 0 });
     app.contextMenu.addItem({ command: CommandIDs.runOnQPU, selector: '.jp-FileEditor', rank: 1 });
     app.contextMenu.addItem({ command: CommandIDs.runOnEmulator, selector: '.jp-FileEditor', rank: 2 });
     app.contextMenu.addItem({ command: CommandIDs.insertCell, selector: '.jp-Notebook', rank: 20 });
@@ -131,6 +136,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         settings = { ...DEFAULTS, ...(loaded.composite as unknown as Partial<IQmioSettings>) };
         model.intervalSeconds = settings.refreshInterval;
         panel.metric = settings.chipMetric;
+        app.commands.notifyCommandChanged(CommandIDs.runOnDefault); // its label names the target
       };
       try {
         const loaded = await registry.load(PLUGIN_ID);
