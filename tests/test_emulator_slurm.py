@@ -66,8 +66,21 @@ def test_a_200_circuit_sweep_runs_on_both_slurm_workers_in_order(backend):
     assert result.batches == 8
 
 
-def test_scancel_of_a_worker_mid_sweep_loses_no_result(backend, slurm_emulator):
-    cluster, client = slurm_emulator
+@pytest.fixture
+def doomed_cluster(slurm_conf, tmp_path):
+    """Two worker jobs of its own, for the test that cancels one (the module's pair stays whole)."""
+    try:
+        cluster, client = start_two_workers(tmp_path, timeout=60)
+    except TimeoutError:
+        pytest.fail(f"two SLURM workers did not connect in 60 s\n{diagnostics()}", pytrace=False)
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+def test_scancel_of_a_worker_mid_sweep_loses_no_result(doomed_cluster):
+    cluster, client = doomed_cluster
+    backend = EmulatorBackend(client=client, cluster=cluster)
     victim = next(iter(client.run(lambda: __import__("os").environ["SLURM_JOB_ID"]).values()))
     first_batch_done = threading.Event()
     job = backend.run([basis_state(i, 16, depth=30) for i in range(200)], shots=10,

@@ -65,7 +65,8 @@ def hub(tmp_path_factory):
     )
     env = {**os.environ, "QMIO_HUB_PORT": str(port), "QMIO_HUB_API_PORT": str(free_port()),
            "QMIO_HUB_PROXY_API_PORT": str(free_port()), "QMIO_QPU_PORT": str(free_port()),
-           "QMIO_HUB_STATE": str(state), "QMIO_HUB_PROXY": find_proxy(), "QMIO_HUB_ADMINS": "ops"}
+           "QMIO_HUB_STATE": str(state), "QMIO_HUB_PROXY": find_proxy(), "QMIO_HUB_ADMINS": "ops",
+           "QMIO_HUB_DEMO": "1"}
     for var in ("QMIO_QPU_URL", "QMIO_QPU_TOKEN", "QMIO_LAB_HOME"):
         env.pop(var, None)
     log = open(state / "hub.log", "wb")
@@ -96,9 +97,12 @@ def hub(tmp_path_factory):
 
 
 def start_server(hub: dict, user: str) -> str:
+    """The user's server URL, starting the server unless an earlier test left it running."""
     requests.post(f"{hub['api']}/users/{user}", headers=hub["headers"], timeout=30)
-    resp = requests.post(f"{hub['api']}/users/{user}/server", headers=hub["headers"], timeout=60)
-    assert resp.status_code in (201, 202), resp.text
+    model = requests.get(f"{hub['api']}/users/{user}", headers=hub["headers"], timeout=30).json()
+    if not model.get("servers", {}).get("", {}).get("ready"):
+        resp = requests.post(f"{hub['api']}/users/{user}/server", headers=hub["headers"], timeout=60)
+        assert resp.status_code in (201, 202), resp.text
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         model = requests.get(f"{hub['api']}/users/{user}", headers=hub["headers"], timeout=30).json()
@@ -130,3 +134,32 @@ def test_service_refuses_requests_without_a_hub_identity(hub):
     assert requests.get(f"{base}/jobs", timeout=30).status_code == 401
     bad = requests.get(f"{base}/jobs", headers={"Authorization": "token not-a-hub-token"}, timeout=30)
     assert bad.status_code == 401 and "token" in bad.json()["error"]
+
+
+HUB_ADMIN_CALLS = """
+import json, os, requests
+api, token = os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"]
+h = {"Authorization": f"token {token}"}
+calls = {"list users": requests.get(f"{api}/users", headers=h, timeout=30).status_code,
+         "create user": requests.post(f"{api}/users/mallory", headers=h, timeout=30).status_code,
+         "stop another server": requests.delete(f"{api}/users/alice/server", headers=h, timeout=30).status_code,
+         "new token": requests.post(f"{api}/users/ops/tokens", headers=h, json={"scopes": ["admin:users"]},
+                                    timeout=30).status_code}
+print(json.dumps(calls))
+"""
+
+
+def test_a_user_servers_token_cannot_call_hub_admin_apis(hub):
+    """Even the server of a Hub admin holds a token of least privilege: kernels run user code."""
+    calls = run_as(hub, "ops", HUB_ADMIN_CALLS)
+    assert all(status == 403 for status in calls.values()), calls
+    users = requests.get(f"{hub['api']}/users", headers=hub["headers"], timeout=30).json()
+    assert "mallory" not in {u["name"] for u in users}
+
+
+def test_the_dummy_authenticator_needs_the_demo_switch(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QMIO_HUB")}
+    out = subprocess.run([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG), "--show-config"],
+                         cwd=tmp_path, env={**env, "QMIO_HUB_AUTHENTICATOR": "dummy"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "QMIO_HUB_DEMO=1" in out.stdout + out.stderr

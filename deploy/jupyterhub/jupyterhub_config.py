@@ -4,8 +4,10 @@ Every user's identity is their Hub user: user servers reach the service with the
 token (``$JUPYTERHUB_API_TOKEN``), so nobody handles QPU tokens. The lab extension and the
 magics find the service through ``$QMIO_QPU_URL``, set for every user server below.
 
-Local demo (loopback, dummy passwords, servers as local processes):
-    jupyterhub -f deploy/jupyterhub/jupyterhub_config.py
+Local demo (loopback, any password accepted, servers as local processes): the dummy
+authenticator only with the explicit demo switch; without it the site's authenticator (PAM by
+default) decides who logs in:
+    QMIO_HUB_DEMO=1 jupyterhub -f deploy/jupyterhub/jupyterhub_config.py
 
 At an HPC centre, spawn user servers as SLURM jobs with batchspawner instead (pip install
 batchspawner) and use the site's authenticator, e.g.:
@@ -42,8 +44,13 @@ if chp:
     c.ConfigurableHTTPProxy.command = [chp]
 
 # --- who may log in -----------------------------------------------------------------------
-c.JupyterHub.authenticator_class = env("QMIO_HUB_AUTHENTICATOR", "dummy")
-c.Authenticator.allow_all = True
+demo = env("QMIO_HUB_DEMO", "").lower() in ("1", "true", "yes")
+authenticator = env("QMIO_HUB_AUTHENTICATOR") or ("dummy" if demo else "pam")
+if authenticator == "dummy" and not demo:
+    raise SystemExit("the dummy authenticator lets anyone in with any password: set QMIO_HUB_DEMO=1 "
+                     "for a loopback demo, or QMIO_HUB_AUTHENTICATOR to the site's authenticator")
+c.JupyterHub.authenticator_class = authenticator
+c.Authenticator.allow_all = demo  # at a site, allow users or groups in the site's own config
 c.Authenticator.admin_users = {u for u in env("QMIO_HUB_ADMINS", "ops").split(",") if u}
 
 # --- user servers -------------------------------------------------------------------------
@@ -60,11 +67,14 @@ c.Spawner.environment = {
     "QMIO_LAB_HOME": str(state_dir / "users" / "{username}"),
 }
 
-# Every user may use the QPU service, and a server's token acts as its user, so code in a
-# user's server reaches the service as that user.
+# Every user may use the QPU service. A user server's token gets least privilege: the Hub's
+# defaults for a server, access to the QPU service, and reading its own user's model (the
+# service learns name, admin flag and groups from it). Never "inherit": an admin's server token
+# would then be a full Hub admin token in every kernel the admin runs.
 c.JupyterHub.load_roles = [
     {"name": "user", "scopes": ["self", "access:services!service=qmio-qpu"]},
-    {"name": "server", "scopes": ["inherit"]},
+    {"name": "server", "scopes": ["users:activity!user", "access:servers!server", "read:users!user",
+                                  "access:services!service=qmio-qpu"]},
 ]
 
 # --- the QPU queue service ----------------------------------------------------------------

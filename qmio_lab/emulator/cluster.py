@@ -18,6 +18,7 @@ import dask.config
 import dask_jobqueue  # noqa: F401  (registers the jobqueue.* config defaults)
 from dask.utils import parse_bytes
 from distributed import Client, LocalCluster
+from distributed.security import Security
 from distributed.deploy import Cluster
 
 from qmio_lab import config
@@ -80,6 +81,9 @@ def local_cluster_kwargs() -> dict[str, Any]:
         "memory_limit": cfg.get("memory_limit", "auto"),
         "processes": True,
         "dashboard_address": None,
+        # TLS with a key made for this cluster: another user of the machine who connects to the
+        # scheduler's port cannot make it run their (pickled) tasks as us
+        "security": Security.temporary(),
     }
 
 
@@ -177,7 +181,9 @@ class _Shared:
                 self.close()
                 self.cluster, address = make_cluster()
                 try:
-                    self.client = Client(address, set_as_default=False)
+                    # our own cluster's credentials; for an address, those of the dask config
+                    security = getattr(self.cluster, "security", None)
+                    self.client = Client(address, set_as_default=False, **({"security": security} if security else {}))
                 except OSError as exc:
                     self.close()
                     raise EmulatorClusterError(
