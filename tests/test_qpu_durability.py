@@ -4,29 +4,21 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from qiskit import QuantumCircuit, transpile
+from qiskit import transpile
 
 from qmio_lab.device import QmioDevice
+from circuits import ghz
 from service_process import ServiceProcess
 
 
 def test_kill9_with_200_queued_jobs_then_restart(tmp_path):
     svc = ServiceProcess(tmp_path).start()
     alice, root = svc.client("alice"), svc.client("root")
-    qc = QuantumCircuit(4)
-    qc.h(0)
-    for i in range(3):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    native = transpile(qc, target=QmioDevice(seed=1).target(), seed_transpiler=1)
+    target = QmioDevice(seed=1).target()
+    native = transpile(ghz(4), target=target, seed_transpiler=1)
     # one wide job (12 qubits: simulated shot by shot, seconds long) among the quick ones, so
     # the kill lands while a known job is running
-    wide = QuantumCircuit(12)
-    wide.h(0)
-    for i in range(11):
-        wide.cx(i, i + 1)
-    wide.measure_all()
-    wide_native = transpile(wide, target=QmioDevice(seed=1).target(), seed_transpiler=1)
+    wide_native = transpile(ghz(12), target=target, seed_transpiler=1)
     root.set_maintenance(True)
     ids = [alice.submit(wide_native if i == 5 else native, shots=20000, name=f"k{i}")["id"] for i in range(200)]
     root.set_maintenance(False)
