@@ -81,6 +81,11 @@ def kill(proc: subprocess.Popen | None, conn: Connection | None) -> int | None:
         return None
 
 
+def how_it_ended(code: int | None) -> str:
+    """A child's exit code in words, for the message of the job or circuit it took with it."""
+    return f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
+
+
 def reap_stale_children() -> list[int]:
     """Kill children an earlier service process left behind (whose parent is gone); returns
     their pids. Children of a live service (another one on this machine) are left alone."""

@@ -33,7 +33,7 @@ from qiskit import QuantumCircuit, qpy
 from qmio_lab import config
 from qmio_lab.device import Calibration
 from qmio_lab.errors import QmioError
-from qmio_lab.qpu.child import start_child
+from qmio_lab.qpu.child import how_it_ended, start_child
 
 log = logging.getLogger(__name__)
 _TEMPLATES_KEPT = 4096  # compact native circuits the child keeps, newest used last
@@ -207,7 +207,7 @@ class DeviceProcess:
                     self._proc.kill()
                     code = self._proc.wait(timeout=5)
             self.start()
-            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
+            how = how_it_ended(code)
             raise DeviceProcessError(
                 f"the QPU simulator process {how} while running this job; "
                 "it has been restarted: resubmit the job. If it happens again with this job, its "

@@ -28,7 +28,7 @@ from qiskit import QuantumCircuit, qpy
 from qmio_lab.device import Calibration
 from qmio_lab.errors import AdmissionError, QmioError
 from qmio_lab.qpu.admission import AdmissionLimits
-from qmio_lab.qpu.child import kill, start_child
+from qmio_lab.qpu.child import how_it_ended, kill, start_child
 
 log = logging.getLogger(__name__)
 _START_TIMEOUT_S = 120.0  # importing qiskit in a fresh child, on a busy machine
@@ -105,7 +105,7 @@ class _Sandbox:
             code = self.proc.poll() if self.proc is not None else None
             self.stop()
             self.start()
-            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
+            how = how_it_ended(code)
             raise AdmissionError(
                 f"circuit {index} could not be compiled: the sandbox compiling it {how}, most likely "
                 f"because it needs more than {self.limits.memory_mb} MB (qmio.qpu.admission.memory_mb)"
