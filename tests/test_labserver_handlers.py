@@ -169,7 +169,7 @@ async def test_emulator_run_starts_the_cluster_and_is_then_reported(jp_fetch, se
             assert set(reply["counts"]) <= {"00", "11"}
             _, state = await get_json(jp_fetch, "emulator")
         assert (state["kind"], state["state"], len(state["workers"])) == ("local", "running", 1)
-        assert state["address"].startswith("tcp://")
+        assert state["address"].startswith("tls://127.0.0.1:")  # the local cluster speaks TLS
     finally:
         shutdown()
 
