@@ -24,6 +24,7 @@ from qmio_lab.qpu.circuits import expanded_count
 
 TERMINAL_STATES = ("done", "failed", "cancelled")
 _RECENT_RESULTS = 256
+_IDLE_CHECK_EVERY_S = 1.0  # how often a reservation is checked for idleness
 STATES = ("queued", "running", *TERMINAL_STATES)
 
 _SCHEMA = """
@@ -98,6 +99,7 @@ class Store:
         self.version = 0  # bumped on every queue change; lets readers cache the queue order
         idle = config.get("qpu.session_idle_s", None)
         self.session_idle_s = float(idle) if idle else None
+        self._idle_checked: dict[str, float] = {}
         db = self._conn()
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)
@@ -321,6 +323,9 @@ class Store:
         ).fetchone()
         if row is None or self.session_idle_s is None:
             return dict(row) if row else None
+        if now - self._idle_checked.get(row["id"], 0.0) < _IDLE_CHECK_EVERY_S:
+            return dict(row)  # called for every job claimed: look at the holder's jobs only now and then
+        self._idle_checked = {row["id"]: now}
         busy, last_end = db.execute(
             "SELECT SUM(state IN ('queued', 'running')), MAX(finished_at) FROM jobs WHERE user = ? AND created_at >= ?",
             (row["user"], row["created_at"]),
