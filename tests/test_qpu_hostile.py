@@ -229,3 +229,46 @@ def test_lone_surrogates_are_refused(svc, body, words):
 def test_deep_json_is_refused(svc):
     status, payload, _ = send(svc, Case("deep", "POST", "/api/v1/jobs", raw=b"[" * 100000 + b"]" * 100000))
     assert status == 400 and "nests JSON too deeply" in payload["error"]
+
+
+def test_a_chunked_body_is_cut_off_at_the_payload_limit(svc):
+    """No Content-Length to refuse up front: the body streams in, and tornado stops taking it at
+    the limit (a bare 400 and a closed connection, the one refusal without a JSON body) instead
+    of buffering it whole; the service carries on."""
+    url = urlparse(svc.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    chunk = b"x" * 2**20
+
+    def body():
+        yield b'{"circuits": [{"data": "'
+        for _ in range(40):  # 40 MiB, against a 16 MB limit
+            yield chunk
+
+    try:
+        try:
+            conn.request("POST", "/api/v1/jobs", body=body(), encode_chunked=True,
+                         headers={"Authorization": f"Bearer {USERS['alice']['token']}"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the last chunk went out
+        resp = conn.getresponse()
+        assert resp.status == 400
+    finally:
+        conn.close()
+    assert tree_rss(svc.proc.pid) < TREE_LIMIT
+    bob = svc.client("bob")
+    assert bob.wait(bob.submit(bell(), shots=50)["id"], timeout=30)["state"] == "done"
+
+
+@pytest.mark.parametrize("length", ["-5", "abc", "1e9", "99999999999999999999999"])
+def test_odd_content_lengths_are_refused(svc, length):
+    url = urlparse(svc.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/api/v1/jobs")
+        conn.putheader("Authorization", f"Bearer {USERS['alice']['token']}")
+        conn.putheader("Content-Length", length)
+        conn.endheaders()
+        resp = conn.getresponse()
+        assert 400 <= resp.status < 500, resp.status
+    finally:
+        conn.close()

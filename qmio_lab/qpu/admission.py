@@ -92,13 +92,21 @@ def prescan(item: dict[str, Any], index: int, fmt: str, limits: AdmissionLimits)
     check_width(index, qubits, clbits, limits)
 
 
+def is_text(value: str) -> bool:
+    """False for a string JSON can carry but UTF-8 cannot (a lone surrogate such as "\ud800"),
+    which SQLite and every later encoder would choke on."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_text(field: str, value: Any, index: int) -> None:
     if not isinstance(value, str) or len(value) > 200:
         raise AdmissionError(f"circuit {index}: {field} must be a string of at most 200 characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise AdmissionError(f"circuit {index}: {field} is not valid Unicode text ({exc.reason})") from None
+    if not is_text(value):
+        raise AdmissionError(f"circuit {index}: {field} is not valid Unicode text (a lone surrogate)")
 
 
 def check_width(index: int, qubits: int, clbits: int, limits: AdmissionLimits) -> None:

@@ -158,7 +158,8 @@ class Executor(threading.Thread):
         client hears of its result with no database round trip in between."""
         job_id = job["id"]
         self.running_done = 0
-        self.running_job = job
+        with self._lock:  # stop_running reads it from the HTTP thread
+            self.running_job = job
         self.on_job_change(job)
         cal = self.effective_calibration()
         ended: dict[str, Any] = {"calibration_id": cal.id}

@@ -65,11 +65,11 @@ class _Sandbox:
         kill(self.proc, self.conn)
         self.proc = self.conn = None
 
-    def is_ready(self) -> bool:
-        """Started and past its imports (reads the b"ready" it sends once, without waiting)."""
+    def is_ready(self, wait: float = 0.0) -> bool:
+        """Started and past its imports (reads the b"ready" it sends once, waiting up to ``wait``)."""
         if not self.ready and self.conn is not None and self.proc is not None and self.proc.poll() is None:
             try:
-                if self.conn.poll(0):
+                if self.conn.poll(wait):
                     self.conn.recv_bytes()
                     self.ready = True
             except (EOFError, OSError):
@@ -81,11 +81,8 @@ class _Sandbox:
         assert self.conn is not None
         conn = self.conn
         try:
-            if not self.ready:
-                if not conn.poll(_START_TIMEOUT_S):
-                    raise EOFError("the sandbox did not start")
-                conn.recv_bytes()  # b"ready"
-                self.ready = True
+            if not self.is_ready(wait=_START_TIMEOUT_S):
+                raise EOFError("the sandbox did not start")
             key = _calibration_key(cal)
             header = {"item": item, "index": index, "level": level, "calibration_key": key,
                       "calibration": None if key in self.sent else cal.to_dict()}
@@ -182,7 +179,7 @@ def serve_sandbox(conn: Connection, seed: int, limits: AdmissionLimits) -> None:
     from qmio_lab.qpu.compiler import compile_item
 
     calibrations: OrderedDict[str, Calibration] = OrderedDict()
-    devices: dict[str, QmioDevice] = {}
+    device: QmioDevice | None = None  # one is enough: its target() is built from the calibration given
     try:
         conn.send_bytes(b"ready")
     except OSError:
@@ -203,8 +200,7 @@ def serve_sandbox(conn: Connection, seed: int, limits: AdmissionLimits) -> None:
             if cal is None:
                 conn.send_bytes(b"M")
                 continue
-            device = devices.get(cal.id) or QmioDevice(seed=seed, history=[cal])
-            devices = {cal.id: device}
+            device = device or QmioDevice(seed=seed, history=[cal])
             native, transpiled = compile_item(header["item"], index, device, cal, header["level"], limits)
             buffer = io.BytesIO()
             qpy.dump(native, buffer)

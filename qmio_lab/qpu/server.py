@@ -18,7 +18,7 @@ import tornado.web
 from qmio_lab import config
 from qmio_lab.device.simulator import check_shots
 from qmio_lab.errors import AdmissionError, QmioError
-from qmio_lab.qpu.admission import check_reservation
+from qmio_lab.qpu.admission import check_reservation, is_text
 from qmio_lab.qpu.auth import User
 from qmio_lab.qpu.circuits import check_parameter_values, expanded_count
 from qmio_lab.qpu.service import QPUService
@@ -61,26 +61,22 @@ class BaseHandler(tornado.web.RequestHandler):
     async def prepare(self) -> None:
         self.user: User | None = None
         self._chunks: list[bytes] = []
-        self._size = 0
         if self.requires_auth:
             self.user = await self.service.auth.authenticate(self.request.headers.get("Authorization"))
             if self.user is None:
                 raise ApiError(401, "missing or invalid token: send 'Authorization: Bearer <token>'")
-        limit = payload_limit_bytes()
+        self._limit = payload_limit_bytes()
         length = self.request.headers.get("Content-Length")
-        if length is not None and (not length.strip().isdigit() or int(length) > limit):
+        if length is not None and (not length.strip().isdigit() or int(length) > self._limit):
             self.service.metrics.rejected.labels("413").inc()
-            raise _too_large(length.strip()[:20], limit)
+            raise _too_large(length.strip()[:20], self._limit)
         if self.request.connection is not None:
-            self.request.connection.set_max_body_size(limit)
+            # a chunked body (no Content-Length) is cut off by tornado itself at the limit, with
+            # a bare 400 and the connection closed: nothing beyond the limit is ever buffered
+            self.request.connection.set_max_body_size(self._limit)
 
     def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        limit = payload_limit_bytes()
-        if self._size > limit:  # a chunked body with no Content-Length
-            self.service.metrics.rejected.labels("413").inc()
-            raise _too_large(f"over {limit}", limit)
-        self._chunks.append(chunk)
+        self._chunks.append(chunk)  # at most the limit: set_max_body_size in prepare()
 
     @property
     def body(self) -> bytes:
@@ -141,21 +137,25 @@ class BaseHandler(tornado.web.RequestHandler):
         except SlurmCommandError as exc:
             raise ApiError(503, f"cannot check SLURM right now: {exc}") from exc
 
-    async def long_poll(self, job: dict[str, Any], until_terminal: bool) -> dict[str, Any]:
-        """With ``?wait=S``: hold the request until the job changes state (or ends), at most S s.
+    async def long_poll(self, job: dict[str, Any], until_terminal: bool, timeout: float | None = None) -> dict[str, Any]:
+        """With ``?wait=S`` (or ``timeout``): hold the request until the job changes state (or
+        ends), at most S s.
 
         The executor pushes every change, so a waiting client hears of it at once and no
         client needs to poll in a loop.
         """
-        wait = self.get_argument("wait", None)
-        if wait is None or job["state"] in TERMINAL_STATES:
+        if timeout is None:
+            wait = self.get_argument("wait", None)
+            if wait is None:
+                return job
+            try:
+                timeout = float(wait)
+            except ValueError:
+                timeout = math.nan
+            if not math.isfinite(timeout) or timeout < 0:
+                raise ApiError(400, f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}; got {wait[:20]!r}")
+        if job["state"] in TERMINAL_STATES:
             return job
-        try:
-            timeout = float(wait)
-        except ValueError:
-            timeout = math.nan
-        if not math.isfinite(timeout) or timeout < 0:
-            raise ApiError(400, f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}; got {wait[:20]!r}")
         timeout = min(timeout, MAX_WAIT_S)
         seen = job["state"]
         loop = asyncio.get_running_loop()
@@ -175,14 +175,6 @@ class BaseHandler(tornado.web.RequestHandler):
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate, e.g. "\ud800"
-        return False
-    return True
 
 
 def _slurm_job_id(body: dict[str, Any]) -> str | None:
@@ -283,12 +275,12 @@ class JobsHandler(BaseHandler):
         if level not in (0, 1, 2, 3) or isinstance(level, bool):
             raise ApiError(422, f"optimization_level must be 0, 1, 2 or 3; got {level!r}")
         name = body.get("name")
-        if name is not None and (not isinstance(name, str) or len(name) > 200 or not _is_text(name)):
+        if name is not None and (not isinstance(name, str) or len(name) > 200 or not is_text(name)):
             raise ApiError(422, "name must be a string of at most 200 characters of valid Unicode text")
         slurm_job_id = _slurm_job_id(body)
         return {
             "circuits": circuits, "shots": shots, "name": name, "priority": priority,
-            "optimization_level": level, "slurm_job_id": str(slurm_job_id) if slurm_job_id else None,
+            "optimization_level": level, "slurm_job_id": slurm_job_id,
         }
 
 
@@ -309,14 +301,6 @@ class JobHandler(BaseHandler):
         self.service.executor.wake()
         self.send(self.service.job_view(self.service.store.job(job_id)))  # type: ignore[arg-type]
 
-    async def long_poll_until_ended(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The job once it has ended (a stopped job ends in moments)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while job["state"] not in TERMINAL_STATES and loop.time() < deadline:
-            job = await self.service.events.wait(job, deadline - loop.time()) or self.service.store.job(job["id"]) or job
-        return job
-
     async def delete(self, job_id: str) -> None:
         job = self.owned_job(job_id)
         if self.service.store.cancel(job_id):
@@ -332,7 +316,7 @@ class JobHandler(BaseHandler):
             if not self.service.executor.stop_running(job_id, self.user.name):
                 raise ApiError(409, f"job {job_id!r} is finishing on the QPU; it can no longer be stopped",
                                state="running")
-            stopped = await self.long_poll_until_ended(job)
+            stopped = await self.long_poll(job, until_terminal=True, timeout=30)  # a stopped job ends in moments
             if stopped["state"] != "cancelled":
                 raise ApiError(409, f"job {job_id!r} finished ({stopped['state']}) before it could be stopped",
                                state=stopped["state"])
