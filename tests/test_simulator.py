@@ -140,3 +140,28 @@ def test_a_calibration_taken_just_now_is_the_one_a_run_uses():
     device = QmioDevice(seed=3, calibrated_at=datetime.now(timezone.utc))
     result = QmioSimulator(device).run(transpile(ghz(2), device.target(), seed_transpiler=1), shots=100).result()
     assert result.results[0].metadata["calibration_id"] == device.calibration.id
+
+
+@pytest.mark.parametrize("seed", [7, 2024])  # 2024: the packaged chip
+def test_every_coupler_runs_shot_by_shot(seed: int):
+    """Mid-circuit measurements send a circuit to Aer's own shot loop with the noise model.
+    Each coupler's ECR error must be a channel Aer can apply there, whatever mix of T1/T2
+    regimes its two qubits have (a pair with T2 <= T1 on one side and T2 > T1 on the other
+    once made Aer fail with "Kraus is empty", or crash the process)."""
+    device = QmioDevice(seed=seed, calibrated_at=MONDAY)
+    sim = QmioSimulator(device, at=MONDAY)
+    circuits = []
+    for coupler in device.calibration.couplers:
+        qc = QuantumCircuit(32, 3)
+        qc.x(coupler.control)
+        qc.ecr(coupler.control, coupler.target)
+        qc.measure(coupler.control, 0)  # mid-circuit: the qubit is flipped and read again
+        qc.x(coupler.control)
+        qc.measure(coupler.control, 1)
+        qc.measure(coupler.target, 2)
+        circuits.append(qc)
+    for coupler, circuit in zip(device.calibration.couplers, circuits):
+        counts = sim.run(circuit, shots=200, seed_simulator=3).result().get_counts()
+        assert sum(counts.values()) == 200
+        # the second read of the control is the first one flipped, but for readout error
+        assert sum(n for bits, n in counts.items() if bits[-1] != bits[-2]) > 150, (coupler, counts)

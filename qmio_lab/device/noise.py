@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
+from qiskit.quantum_info import Choi, Kraus
 from qiskit_aer.noise import (
     NoiseModel, QuantumError, ReadoutError, depolarizing_error, thermal_relaxation_error,
 )
@@ -108,6 +109,10 @@ def gate_error(qubits: list[QubitCalibration], duration: float, error: float) ->
 
     Average fidelities compose as F = (1-p)·F_relax + p/d for a depolarizing channel of
     parameter p, which gives p exactly (no first-order approximation).
+
+    The channel is handed to Aer as one Kraus map. Composed as circuits, a pair with one qubit
+    of T2 <= T1 (a reset mixture) and one of T2 > T1 (a Kraus map) made Aer's statevector
+    method fail ("Kraus is empty") or crash the process, for ordinary mid-circuit measurements.
     """
     relax = relaxation(qubits[0], duration)
     for q in qubits[1:]:
@@ -115,10 +120,26 @@ def gate_error(qubits: list[QubitCalibration], duration: float, error: float) ->
     d = 2 ** len(qubits)
     f_relax = 1 - coherence_limited_error(qubits, duration)
     f_goal = 1 - error
-    if f_goal >= f_relax:
-        return relax
-    p = min((f_relax - f_goal) / (f_relax - 1 / d), d * d / (d * d - 1))
-    return relax.compose(depolarizing_error(p, len(qubits)))
+    if f_goal < f_relax:
+        p = min((f_relax - f_goal) / (f_relax - 1 / d), d * d / (d * d - 1))
+        relax = relax.compose(depolarizing_error(p, len(qubits)))
+    return _as_kraus(relax)
+
+
+def _as_kraus(error: QuantumError) -> QuantumError:
+    """``error`` as one Kraus map of minimal rank: the Choi matrix's eigenvectors above
+    round-off. A channel at T2 = 2·T1 has a Choi matrix with exact zeros, and the round-off
+    eigenvalues below them turned into NaN Kraus operators inside Aer."""
+    choi = Choi(error).data
+    values, vectors = np.linalg.eigh((choi + choi.conj().T) / 2)
+    keep = values > values.max() * 1e-12
+    d = 2 ** error.num_qubits
+    ops = [np.sqrt(v) * vec.reshape(d, d, order="F") for v, vec in zip(values[keep], vectors.T[keep])]
+    # what round-off took from trace preservation, put back by a polar correction
+    total = sum(op.conj().T @ op for op in ops)
+    w, u = np.linalg.eigh(total)
+    correction = u @ np.diag(w ** -0.5) @ u.conj().T
+    return QuantumError(Kraus([op @ correction for op in ops]))
 
 
 def readout_error(q: QubitCalibration) -> ReadoutError:
