@@ -1,4 +1,4 @@
-"""QPU-path benchmarks P1, P2, P5, P6, P7 (issue 5). Each figure is compared with a baseline
+"""QPU-path benchmarks P1, P2, P5, P6, P7 (issue 5) and C1 (issue 13). Each figure is compared with a baseline
 measured in the same run. Run: `make bench` (or .venv/bin/python bench/bench_qpu.py, which saves
 bench/results.json; `--only P5` runs one part and saves nothing)."""
 from __future__ import annotations
@@ -392,7 +392,43 @@ def _stop_fresh_service(home: str) -> None:
         os.kill(json.loads(disc.read_text())["pid"], signal.SIGTERM)
 
 
+def c1_estimates(svc: BenchService) -> dict:
+    """Admission's estimate of each job's QPU time against the time it then held the QPU, for
+    jobs long enough for the estimate to matter (the refusal over qmio.qpu.max_job_s rests on it)."""
+    from qiskit import QuantumCircuit
+
+    def chain(n: int, mid: bool) -> QuantumCircuit:
+        qc = QuantumCircuit(n, n + 1)
+        qc.h(0)
+        for i in range(n - 1):
+            qc.cx(i, i + 1)
+        if mid:  # a measured qubit used again: shot by shot
+            qc.measure(0, n)
+            qc.x(0)
+        qc.measure(range(n), range(n))
+        return qc
+
+    alice = svc.client("alice")
+    mix = [([chain(10, False)] * 3, 10000), ([chain(9, False)] * 20, 4000), ([chain(8, True)], 2000),
+           ([chain(12, True)], 600), ([chain(16, True)], 200), ([chain(6, True)] * 10, 1000)]
+    ratios = []
+    for circuits, shots in mix:
+        job = alice.submit(circuits, shots=shots)
+        done = alice.wait(job["id"], timeout=600)
+        assert done["state"] == "done", done
+        held = _ts(done["finished_at"]) - _ts(done["started_at"])
+        ratios.append(done["estimated_qpu_s"] / held)
+        print(f"C1: {len(circuits)} x {circuits[0].num_qubits} qubits, {shots} shots: estimate "
+              f"{done['estimated_qpu_s']:.2f} s, held {held:.2f} s", flush=True)
+    worst = max(max(r, 1 / r) for r in ratios)
+    return {"id": "C1", "what": f"admission estimate of QPU time / time held, {len(mix)} jobs of 0.2-5 s "
+                                "(exact and shot-by-shot paths): median, range",
+            "ours": f"{np.median(ratios):.2f}x, {min(ratios):.2f}-{max(ratios):.2f}x", "baseline": "time held",
+            "ratio": f"{worst:.2f}x worst", "goal": "within 3x", "met": worst <= 3}
+
+
 PARTS = {
+    "C1": lambda svc: [c1_estimates(svc)],
     "P1": lambda svc: p1_latency(svc),
     "P2": lambda svc: [p2_vqe(svc)],
     "P5": lambda svc: [*p5_concurrency(svc), p5_fair_share(svc)],

@@ -20,12 +20,14 @@ class InvalidCircuitError(QmioError, ValueError):
 
 
 class AdmissionError(QmioError, ValueError):
-    """A request exceeds one of the service's limits (qmio.qpu.admission, reservation budgets).
-    ``retry_at`` (ISO time) is set when waiting, rather than changing the request, helps."""
+    """A request exceeds one of the service's limits (qmio.qpu.admission, reservation budgets,
+    the per-job time budget). ``retry_at`` (ISO time) is set when waiting, rather than changing
+    the request, helps; ``figures`` holds the numbers behind the refusal (for a JSON reply)."""
 
-    def __init__(self, message: str, *, retry_at: str | None = None) -> None:
+    def __init__(self, message: str, *, retry_at: str | None = None, **figures: float) -> None:
         super().__init__(message)
         self.retry_at = retry_at
+        self.figures = figures
 
 
 class InvalidShotsError(QmioError, ValueError):

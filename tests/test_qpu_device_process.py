@@ -268,7 +268,11 @@ def test_the_owner_and_an_admin_stop_a_running_job_and_others_cannot(svc):
 
 
 def test_a_job_past_its_time_limit_is_failed_and_the_next_runs(tmp_path):
-    svc = ServiceProcess(tmp_path, env={"DASK_QMIO__QPU__MAX_JOB_S": "1"}).start()
+    """The deadline catches what the admission estimate misses: here the host's simulation
+    cost is configured far too low, so the wide job is admitted under a 1 s budget."""
+    cheap = {f"DASK_QMIO__DEVICE__SIMULATION_COST__{key}": "1e-12"
+             for key in ("PER_CIRCUIT_S", "PER_SHOT_S", "STATEVECTOR_S", "STATEVECTOR_WIDE_S", "DENSITY_MATRIX_S")}
+    svc = ServiceProcess(tmp_path, env={"DASK_QMIO__QPU__MAX_JOB_S": "1", **cheap}).start()
     try:
         alice = svc.client("alice")
         slow = wide_job(alice)

@@ -272,3 +272,29 @@ def test_calibration_endpoints_and_admin_recalibration(svc):
     history = alice.calibrations()
     assert [h["id"] for h in history][-1] == new.id
     assert {"t1_median_us", "ecr_error_median"} <= set(history[-1]["summary"])
+
+
+def test_a_job_over_the_time_budget_is_refused_with_its_estimate(svc):
+    """18 qubits with a mid-circuit measurement run shot by shot: 100,000 shots would hold the
+    QPU for hours, so admission refuses them with the estimate instead of starting them."""
+    wide = QuantumCircuit(18, 19, name="hours")
+    wide.h(0)
+    for i in range(17):
+        wide.cx(i, i + 1)
+    wide.measure(0, 18)
+    wide.x(0)
+    wide.measure(range(18), range(18))
+    alice = svc.client("alice")
+    before = alice.status()["jobs"]
+    resp = svc.http("POST", "/api/v1/jobs", json={"circuits": [{"format": "qasm2", "data": qasm2.dumps(wide)}],
+                                                  "shots": 100000})
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["limit_s"] == 600 and body["estimated_s"] > 3600
+    assert "simulated shot by shot" in body["error"] and "qmio.qpu.max_job_s" in body["error"]
+    assert sum(alice.status()["jobs"].values()) == sum(before.values())  # nothing was queued
+    # the same circuit with few shots fits, and its view carries both estimates
+    job = alice.submit(wide, shots=20)
+    assert 0 < job["estimated_qpu_s"] < 600
+    assert job["estimated_hardware_s"] == pytest.approx(0.9 + 20 * 5e-4)
+    assert alice.wait(job["id"], timeout=120)["state"] == "done"

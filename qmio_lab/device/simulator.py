@@ -27,7 +27,7 @@ from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 
 ALLOWED_OPERATIONS = frozenset({"rz", "sx", "x", "ecr", "measure", "delay", "barrier"})
 _CLOCK_RESOLUTION = timedelta(minutes=1)  # drift over a minute is far below shot noise
-_SERIAL_QUBITS = 14  # Aer's own threshold for parallel state updates
+SERIAL_QUBITS = 14  # Aer's own threshold for parallel state updates
 _CHUNK_SECONDS = 0.25  # with progress reporting: about this long between two reports
 
 
@@ -287,7 +287,7 @@ class QmioSimulator(BackendV2):
                              shots: int, cal: Calibration, noise: Any, seed: int | None) -> list[Any]:
         # Small circuits gain nothing from OpenMP, and its idle threads spin on the cores the
         # service's other threads need; wide ones get every core.
-        threads = 1 if len(qubits) <= _SERIAL_QUBITS else 0
+        threads = 1 if len(qubits) <= SERIAL_QUBITS else 0
         res = self._aer.run(
             [relax_delays(c, qubits, cal, self.device.dt) for _, c, _ in work], shots=shots,
             noise_model=noise, seed_simulator=seed, max_parallel_threads=threads,

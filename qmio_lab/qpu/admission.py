@@ -17,6 +17,7 @@ from typing import Any
 from qiskit import QuantumCircuit
 
 from qmio_lab import config
+from qmio_lab.device.timing import JobTime
 from qmio_lab.errors import AdmissionError
 
 #: What an ``include`` may name: the standard libraries, built into the parsers. Nothing else
@@ -207,3 +208,14 @@ def check_reservation(store: Any, user: str, max_time_s: float, now: float) -> N
         raise AdmissionError(
             f"your last reservation ended {now - last:.0f} s ago; the next may start {cooldown:.0f} s after it "
             f"(qmio.qpu.session_cooldown_s), at {again}", retry_at=again)
+
+
+def check_cost(estimate: JobTime) -> None:
+    """A job may hold the shared QPU for at most ``qmio.qpu.max_job_s``: one whose estimate is
+    over it is refused now, with the estimate, rather than stopped at that deadline later."""
+    limit = float(config.get("qpu.max_job_s"))
+    if estimate.simulation_s > limit:
+        raise AdmissionError(
+            f"this job would hold the QPU for {estimate.describe()}; one job may hold it for at most "
+            f"{limit:.0f} s (qmio.qpu.max_job_s). Use fewer shots, circuits or qubits, or split the job.",
+            estimated_s=round(estimate.simulation_s, 3), limit_s=limit)

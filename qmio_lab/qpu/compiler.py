@@ -15,6 +15,7 @@ from qiskit.transpiler.exceptions import TranspilerError
 
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.simulator import check_circuit, compact
+from qmio_lab.device.timing import CircuitProfile
 from qmio_lab.errors import InvalidCircuitError
 from qmio_lab.qpu.admission import AdmissionLimits, check_parsed, prescan
 from qmio_lab.qpu.circuits import content_key, item_format, parse_circuit
@@ -31,6 +32,7 @@ class Compiler:
         self.sandbox = sandbox
         self.limits = AdmissionLimits.from_config(device.num_qubits)
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._profiles: OrderedDict[int, tuple[QuantumCircuit, CircuitProfile]] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_entries
         self.transpile_count = 0
@@ -104,6 +106,20 @@ class Compiler:
             self._remember(key, cached)
         small, qubits = cached
         return template, small, qubits, "/".join(map(str, key))
+
+    def profile(self, template: QuantumCircuit) -> CircuitProfile:
+        """What sampling ``template`` costs depends on (once per template: a hybrid loop's
+        submissions then pay a dictionary lookup for their estimate)."""
+        with self._lock:
+            known = self._profiles.get(id(template))
+        if known is not None and known[0] is template:
+            return known[1]
+        profile = CircuitProfile.of(template)
+        with self._lock:  # the template is kept with it, so its id cannot be reused meanwhile
+            self._profiles[id(template)] = (template, profile)
+            if len(self._profiles) > self._max:
+                self._profiles.popitem(last=False)
+        return profile
 
     def _remember(self, key: tuple, value: Any) -> None:
         with self._lock:

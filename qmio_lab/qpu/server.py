@@ -18,7 +18,7 @@ import tornado.web
 from qmio_lab import config
 from qmio_lab.device.simulator import check_shots
 from qmio_lab.errors import AdmissionError, QmioError
-from qmio_lab.qpu.admission import check_reservation, is_text
+from qmio_lab.qpu.admission import check_cost, check_reservation, is_text
 from qmio_lab.qpu.auth import User
 from qmio_lab.qpu.circuits import check_parameter_values, expanded_count
 from qmio_lab.qpu.service import QPUService
@@ -221,11 +221,16 @@ class JobsHandler(BaseHandler):
                         _compile_pool, self._compile_all, spec["circuits"], cal, level)
             for i, (item, template) in enumerate(zip(spec["circuits"], templates)):
                 check_parameter_values(item, template, i)
+            estimate = svc.timing.job(
+                [(svc.compiler.profile(t), expanded_count(item)) for item, t in zip(spec["circuits"], templates)],
+                spec["shots"])
+            check_cost(estimate)
         except QmioError as exc:
             svc.metrics.rejected.labels("422").inc()
-            raise ApiError(422, str(exc)) from exc
+            raise ApiError(422, str(exc), **getattr(exc, "figures", {})) from exc
         # priority orders the user's own jobs; an admin's priority also puts the job ahead of others'
-        job = svc.store.add_job(user=self.user.name, boost=spec["priority"] if self.user.is_admin else 0, **spec)
+        job = svc.store.add_job(user=self.user.name, boost=spec["priority"] if self.user.is_admin else 0,
+                                estimate=estimate, **spec)
         svc.metrics.submitted.inc()
         self.set_header("Location", f"/api/v1/jobs/{job['id']}")
         if self.get_argument("wait", None) is not None:

@@ -12,6 +12,7 @@ from typing import Any
 from qmio_lab import config
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.schedule import CalibrationSchedule
+from qmio_lab.device.timing import TimingModel
 from qmio_lab.qpu.admission import AdmissionLimits, UserGate
 from qmio_lab.qpu.auth import TokenAuth
 from qmio_lab.qpu.child import reap_stale_children
@@ -101,6 +102,7 @@ class QPUService:
         self.device = self._restore_device(seed)
         self.sandbox = CompileSandbox(self.device.seed, AdmissionLimits.from_config(self.device.num_qubits))
         self.compiler = Compiler(self.device, sandbox=self.sandbox)
+        self.timing = TimingModel()
         self.admission_gate = UserGate()
         self.events = JobEvents()
         self.metrics = ServiceMetrics()
@@ -194,6 +196,7 @@ class QPUService:
             "eta_s": place.eta_s if place else (0.0 if job["state"] == "running" else None),
             "calibration_id": job["calibration_id"], "error": job["error"], "attempts": job["attempts"],
             "slurm_job_id": job["slurm_job_id"],
+            "estimated_qpu_s": job.get("estimated_qpu_s"), "estimated_hardware_s": job.get("estimated_hardware_s"),
         }
 
     def effective_calibration(self) -> Calibration:

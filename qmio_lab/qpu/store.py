@@ -16,11 +16,14 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qmio_lab import config
 from qmio_lab.device.calibration import Calibration
 from qmio_lab.qpu.circuits import expanded_count
+
+if TYPE_CHECKING:
+    from qmio_lab.device.timing import JobTime
 
 TERMINAL_STATES = ("done", "failed", "cancelled")
 _RECENT_RESULTS = 256
@@ -46,7 +49,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     calibration_id TEXT,
     error TEXT,
-    slurm_job_id TEXT
+    slurm_job_id TEXT,
+    estimated_qpu_s REAL,
+    estimated_hardware_s REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, priority, seq);
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, seq);
@@ -77,8 +82,12 @@ END;
 
 _JOB_COLUMNS = (
     "seq, id, user, name, state, priority, boost, shots, num_circuits, optimization_level, created_at, "
-    "started_at, finished_at, attempts, calibration_id, error, slurm_job_id"
+    "started_at, finished_at, attempts, calibration_id, error, slurm_job_id, estimated_qpu_s, "
+    "estimated_hardware_s"
 )
+#: columns added after the first release, with their types: added to older files at start-up
+_ADDED_COLUMNS = {"boost": "INTEGER NOT NULL DEFAULT 0", "estimated_qpu_s": "REAL",
+                  "estimated_hardware_s": "REAL"}
 
 
 class Store:
@@ -103,8 +112,10 @@ class Store:
         db = self._conn()
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)
-        if "boost" not in {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}:
-            db.execute("ALTER TABLE jobs ADD COLUMN boost INTEGER NOT NULL DEFAULT 0")  # older files
+        present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
         self._recount()
 
     def _recount(self) -> None:
@@ -151,15 +162,17 @@ class Store:
     def add_job(
         self, *, user: str, circuits: list[dict[str, Any]], shots: int, name: str | None = None,
         priority: int = 0, optimization_level: int = 1, slurm_job_id: str | None = None, boost: int = 0,
+        estimate: JobTime | None = None,
     ) -> dict[str, Any]:
         job_id = uuid.uuid4().hex
         with self._tx() as db:
             rows = db.execute(
                 "INSERT INTO jobs (id, user, name, state, priority, boost, shots, num_circuits, "
-                "optimization_level, circuits, created_at, slurm_job_id) "
-                f"VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
+                "optimization_level, circuits, created_at, slurm_job_id, estimated_qpu_s, estimated_hardware_s) "
+                f"VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
                 (job_id, user, name, priority, boost, shots, sum(expanded_count(c) for c in circuits),
-                 optimization_level, json.dumps(circuits), time.time(), slurm_job_id),
+                 optimization_level, json.dumps(circuits), time.time(), slurm_job_id,
+                 estimate and estimate.simulation_s, estimate and estimate.hardware_s),
             ).fetchall()
         return dict(rows[0])
 
