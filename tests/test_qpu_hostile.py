@@ -154,13 +154,19 @@ REPORTED = {  # the cases filed against the service, each with the words its ref
                        "more than 200000 operations once its gate definitions are unrolled"),
     "include passwd": ('OPENQASM 2.0; include "/etc/passwd"; qreg q[1]; creg c[1]; measure q[0] -> c[0];',
                        "include '/etc/passwd' is not allowed"),
+    # 100,000 shots of a wide circuit that runs shot by shot (a measured qubit used again): hours
+    "hours of shots": ('OPENQASM 2.0; include "qelib1.inc"; qreg q[20]; creg c[20]; creg first[1]; h q[0]; '
+                       + " ".join(f"cx q[{i}],q[{i + 1}];" for i in range(19))
+                       + " measure q[0] -> first[0]; x q[0]; measure q -> c;",
+                       "one job may hold it for at most 600 s (qmio.qpu.max_job_s)", 100000),
 }
 
 
 @pytest.mark.parametrize("name", list(REPORTED))
 def test_reported_attacks_are_refused_with_the_limit(svc, name):
-    text, words = REPORTED[name]
-    status, payload, elapsed = send(svc, Case(name, "POST", "/api/v1/jobs", {"circuits": [{"data": text}], "shots": 10}))
+    text, words, *shots = REPORTED[name]
+    status, payload, elapsed = send(svc, Case(name, "POST", "/api/v1/jobs",
+                                              {"circuits": [{"data": text}], "shots": shots[0] if shots else 10}))
     assert status == 422 and words in payload["error"], payload
     assert "root" not in payload["error"]  # nothing of the host's files comes back
     assert elapsed < ANSWER_WITHIN_S
