@@ -1,15 +1,20 @@
 """The one thread that owns the QPU: runs jobs back to back and keeps calibration windows.
 
 Because jobs and calibrations share this thread, a running job always finishes before a
-calibration starts, and no job starts while the QPU is calibrating.
+calibration starts, and no job starts while the QPU is calibrating. Only this thread writes
+what the QPU is doing; it publishes that as one immutable :class:`ExecutorStatus` that other
+threads read whole. Other threads ask for things (wake, calibrate, maintenance, stop the
+running job) and never write its state.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +31,16 @@ log = logging.getLogger(__name__)
 _IDLE_WAIT = 0.2  # seconds between looks at the calendar when nothing is queued
 
 
+@dataclass(frozen=True)
+class ExecutorStatus:
+    """What the QPU is doing, as of one moment."""
+
+    calibrating: bool = False
+    calibrating_until: datetime | None = None  # the end of the calendar window being kept
+    running_job: dict[str, Any] | None = None
+    running_done: int = 0  # circuits of the running job simulated so far
+
+
 class Executor(threading.Thread):
     def __init__(
         self, store: Store, device: QmioDevice, compiler: Compiler, clock: SimClock,
@@ -40,17 +55,23 @@ class Executor(threading.Thread):
         self.schedule = schedule
         self.device_process = DeviceProcess(device.seed)
         self.on_job_change = on_job_change
-        self.state = "online"
-        self.maintenance = False
-        self.running_job: dict[str, Any] | None = None
-        self.running_done = 0  # circuits of the running job simulated so far
-        self.calibrating_until: datetime | None = None
+        self.status = ExecutorStatus()  # replaced whole, by this thread only
+        self.maintenance = threading.Event()  # an admin's request: claim no job while set
         self._drift_step = timedelta(seconds=float(config.get("qpu.drift_resolution_s")))
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._calibration_requests: list[Future] = []
         self._effective: tuple[tuple, Calibration] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        if self.status.calibrating:
+            return "calibrating"
+        return "maintenance" if self.maintenance.is_set() else "online"
+
+    def _publish(self, **changes: Any) -> None:
+        self.status = dataclasses.replace(self.status, **changes)
 
     # ---- control from other threads -------------------------------------------------------
     def wake(self) -> None:
@@ -72,15 +93,18 @@ class Executor(threading.Thread):
         """Stop ``job_id`` if it is the job on the QPU now (the owner or an admin cancels it):
         its simulator is killed and restarted; the job ends cancelled. False if it is not running."""
         with self._lock:
-            running = self.running_job
+            running = self.status.running_job
             if running is None or running["id"] != job_id:
                 return False
             self.device_process.stop_job(job_id, f"cancelled by {by} while running", cancelled=True)
         return True
 
     def set_maintenance(self, on: bool) -> None:
-        self.maintenance = on
-        self.state = "maintenance" if on else "online"
+        """Hold the queue (a running job finishes) or release it."""
+        if on:
+            self.maintenance.set()
+        else:
+            self.maintenance.clear()
         self.wake()
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -90,7 +114,7 @@ class Executor(threading.Thread):
             while not self._halt.is_set():
                 try:
                     self._keep_calendar()
-                    if self.maintenance or not self._run_next():
+                    if self.maintenance.is_set() or not self._run_next():
                         self._wake.wait(_IDLE_WAIT)
                         self._wake.clear()
                 except Exception:  # keep the QPU alive; the failing job was already marked
@@ -111,23 +135,25 @@ class Executor(threading.Thread):
         if start is None or self.device.calibration.taken_at >= start:
             return
         if now < end:  # inside the window: the QPU is unavailable until it ends
-            self.state = "calibrating"
-            self.calibrating_until = end
+            self._publish(calibrating=True, calibrating_until=end)
             while self.clock.now() < end and not self._halt.is_set():
                 time.sleep(min(0.05, max(self.clock.real_seconds(end - self.clock.now()), 0.001)))
         self._calibrate(end)
 
     def _calibrate(self, at: datetime) -> Calibration:
-        self.state = "calibrating"
-        cal = self.device.calibrate(at=at)
-        self.store.add_calibration(cal)
-        self.calibrating_until = None
-        self.state = "maintenance" if self.maintenance else "online"
+        self._publish(calibrating=True)
+        try:
+            cal = self.device.calibrate(at=at)
+            self.store.add_calibration(cal)
+        finally:
+            self._publish(calibrating=False, calibrating_until=None)
         log.info("calibrated: %s", cal.id)
         return cal
 
-    def effective_calibration(self) -> Calibration:
-        """The drifted calibration, recomputed once per drift step rather than per job."""
+    def calibration_in_force(self) -> Calibration:
+        """The figures a job starting now runs with: the newest snapshot as drifted to now,
+        snapped to the drift step (so the noise model is rebuilt once per step, not per job).
+        Submissions compile against it, and ``/calibration`` and ``/metrics`` show it."""
         now = self.clock.now()
         epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
         current = self.device.calibration
@@ -157,11 +183,10 @@ class Executor(threading.Thread):
         """Run a claimed job. Listeners get the job row as it changes (no re-read), so a waiting
         client hears of its result with no database round trip in between."""
         job_id = job["id"]
-        self.running_done = 0
         with self._lock:  # stop_running reads it from the HTTP thread
-            self.running_job = job
+            self._publish(running_job=job, running_done=0)
         self.on_job_change(job)
-        cal = self.effective_calibration()
+        cal = self.calibration_in_force()
         ended: dict[str, Any] = {"calibration_id": cal.id}
         try:
             programs = self._programs(self.store.job_circuits(job_id), cal, job["optimization_level"])
@@ -181,12 +206,12 @@ class Executor(threading.Thread):
             ended.update(state="failed", error=error, finished_at=self.store.fail(job_id, error, cal.id))
         finally:
             with self._lock:
-                self.running_job = None
+                self._publish(running_job=None, running_done=0)
             # an unexpected error (e.g. the database gone) leaves the row as it is: read it back
             self.on_job_change({**job, **ended} if "state" in ended else (self.store.job(job_id) or job))
 
     def _progressed(self, done: int) -> None:
-        self.running_done = done
+        self._publish(running_done=done)
 
     def _programs(self, items: list[dict[str, Any]], cal: Calibration, level: int) -> list[Program]:
         """The job's circuits as the device process runs them (compiled here, once per circuit)."""

@@ -211,7 +211,7 @@ class JobsHandler(BaseHandler):
             svc.metrics.rejected.labels(str(exc.status_code)).inc()
             raise
         await self.check_slurm(spec["slurm_job_id"])
-        cal = svc.executor.effective_calibration()  # the figures jobs run with, as of this drift step
+        cal = svc.calibration_in_force()
         level = spec["optimization_level"]
         try:
             templates = [svc.compiler.cached(item, cal, level) for item in spec["circuits"]]
@@ -363,7 +363,7 @@ class StatusHandler(BaseHandler):
 
 class CalibrationHandler(BaseHandler):
     def get(self) -> None:
-        cal = self.service.effective_calibration()
+        cal = self.service.calibration_in_force()
         self.send({**cal.to_dict(), "summary": cal.summary(), "age_s": cal.age.total_seconds()})
 
 
@@ -458,7 +458,7 @@ class MetricsHandler(BaseHandler):
 
     def get(self) -> None:
         svc = self.service
-        body = svc.metrics.render(svc.state, svc.store.counts_by_state(), svc.effective_calibration())
+        body = svc.metrics.render(svc.state, svc.store.counts_by_state(), svc.calibration_in_force())
         self.set_header("Content-Type", "text/plain; version=0.0.4")
         self.finish(body)
 

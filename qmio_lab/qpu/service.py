@@ -177,14 +177,15 @@ class QPUService:
         }
 
     def job_view(self, job: dict[str, Any]) -> dict[str, Any]:
+        qpu = self.executor.status  # one snapshot: the running job and its progress agree
         place = None
         if job["state"] == "queued":
-            place = self.queue.places(self.executor.running_job, self.executor.calibrating_until).get(job["id"])
+            place = self.queue.places(qpu.running_job, qpu.calibrating_until).get(job["id"])
         done = 0
         if job["state"] == "done":
             done = job["num_circuits"]
-        elif job["state"] == "running" and (self.executor.running_job or {}).get("id") == job["id"]:
-            done = self.executor.running_done
+        elif job["state"] == "running" and (qpu.running_job or {}).get("id") == job["id"]:
+            done = qpu.running_done
         return {
             "id": job["id"], "name": job["name"], "user": job["user"], "state": job["state"],
             "priority": job["priority"], "boost": job.get("boost", 0), "shots": job["shots"], "num_circuits": job["num_circuits"],
@@ -199,12 +200,13 @@ class QPUService:
             "estimated_qpu_s": job.get("estimated_qpu_s"), "estimated_hardware_s": job.get("estimated_hardware_s"),
         }
 
-    def effective_calibration(self) -> Calibration:
-        return self.device.calibration_at(self.clock.now())
+    def calibration_in_force(self) -> Calibration:
+        return self.executor.calibration_in_force()
 
     def status(self) -> dict[str, Any]:
         now = self.clock.now()
-        cal = self.effective_calibration()
+        cal = self.calibration_in_force()
+        calibrating_until = self.executor.status.calibrating_until
         counts = self.store.counts_by_state()
         nxt = self.schedule.next_window(now) if self.schedule.weekdays else None
         reservation = self.store.active_session()
@@ -217,7 +219,7 @@ class QPUService:
             "running": counts["running"],
             "jobs": counts,
             "calibration": {"id": cal.id, "taken_at": cal.taken_at.isoformat(), "age_s": cal.age.total_seconds()},
-            "calibrating_until": self.executor.calibrating_until.isoformat() if self.executor.calibrating_until else None,
+            "calibrating_until": calibrating_until.isoformat() if calibrating_until else None,
             "next_calibration": {"start": nxt[0].isoformat(), "end": nxt[1].isoformat()} if nxt else None,
             "device_time": now.isoformat(),
             "time_scale": self.clock.scale,
