@@ -4,6 +4,10 @@ Starts (or reuses) this user's QPU service, a shared Dask cluster for the emulat
 kernel and the QMIO panel use (its address goes to them through ``DASK_QMIO__EMULATOR__CLUSTER``),
 then JupyterLab itself, and prints the URL with its token. Ctrl-C stops the lab and the cluster;
 the QPU service stays up for other sessions, as it does when kernels start it.
+
+The cluster speaks TLS with a key made for each lab (0600 files in the private lab directory):
+Dask runs the pickled tasks any connecting client sends, so only the lab's own server and kernels
+(told through ``DASK_DISTRIBUTED__COMM__TLS__*``) may connect.
 """
 from __future__ import annotations
 
@@ -19,14 +23,41 @@ from pathlib import Path
 from qmio_lab import config
 
 
-def _start_dask(directory: Path, workers: int) -> tuple[subprocess.Popen, subprocess.Popen, str]:
+def write_tls(directory: Path) -> dict[str, str]:
+    """A new self-signed certificate and its key as 0600 files in ``directory`` (made private).
+
+    Returns the dask settings (environment variables) under which a client presents them.
+    The certificate is its own CA: scheduler, workers and clients all hold this one pair.
+    """
+    from distributed.security import Security
+
+    config.private_dir(directory)
+    made = Security.temporary()
+    files = {"cert.pem": made.tls_scheduler_cert, "key.pem": made.tls_scheduler_key}
+    for name, pem in files.items():
+        (directory / name).unlink(missing_ok=True)  # a new file: created 0600, whatever was there
+        with config.private_file(directory / name, "w") as out:
+            out.write(pem)
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    return {
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": cert,
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": cert,
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": key,
+        "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+    }
+
+
+def _start_dask(directory: Path, workers: int) -> tuple[subprocess.Popen, subprocess.Popen, str, dict[str, str]]:
     config.private_dir(directory)
     sched_file = directory / "scheduler.json"
     sched_file.unlink(missing_ok=True)
+    tls_env = write_tls(directory / "tls")
+    cert = tls_env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"]
+    tls = ["--tls-ca-file", cert, "--tls-cert", cert, "--tls-key", tls_env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"]]
     log = config.private_file(directory / "dask.log")
     scheduler = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--protocol", "tls", "--host", "127.0.0.1",
+         "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file), *tls],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 60
@@ -37,10 +68,11 @@ def _start_dask(directory: Path, workers: int) -> tuple[subprocess.Popen, subpro
     address = json.loads(sched_file.read_text())["address"]
     worker = subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(sched_file),
-         "--nworkers", str(workers), "--nthreads", "1", "--local-directory", str(directory / "workers")],
+         "--nworkers", str(workers), "--nthreads", "1", "--local-directory", str(directory / "workers"),
+         "--protocol", "tls", "--host", "127.0.0.1", *tls],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    return scheduler, worker, address
+    return scheduler, worker, address, tls_env
 
 
 def run_lab(port: int = 8888, notebook_dir: Path | None = None, workers: int | None = None) -> int:
@@ -53,9 +85,10 @@ def run_lab(port: int = 8888, notebook_dir: Path | None = None, workers: int | N
     procs: list[subprocess.Popen] = []
     if config.get("emulator.cluster") == "local":
         n = workers or max(1, min(2, os.cpu_count() or 1))
-        scheduler, worker, address = _start_dask(config.lab_home() / "dask", n)
+        scheduler, worker, address, tls_env = _start_dask(config.lab_home() / "dask", n)
         procs += [worker, scheduler]
         env["DASK_QMIO__EMULATOR__CLUSTER"] = address
+        env.update(tls_env)  # the lab server and its kernels connect with the cluster's key
         print(f"emulator: Dask LocalCluster at {address} with {n} worker(s)", flush=True)
     else:
         print(f"emulator: cluster from configuration ({config.get('emulator.cluster')})", flush=True)

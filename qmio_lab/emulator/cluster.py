@@ -12,6 +12,7 @@ import atexit
 import os
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import dask.config
@@ -27,6 +28,10 @@ from qmio_lab.errors import EmulatorClusterError
 _KINDS = ("local", "slurm")
 #: Superseded dask-jobqueue settings: passing them, even empty, makes it warn.
 _DEPRECATED = frozenset({"extra", "env-extra", "job-extra", "header-skip"})
+#: The certificate files a site's own TLS needs (``distributed.comm.tls.*``), scheduler, workers
+#: and clients alike; naming any of them in the dask config replaces the temporary key.
+_TLS_FILES = ("ca-file", "scheduler.cert", "scheduler.key", "worker.cert", "worker.key",
+              "client.cert", "client.key")
 _EXAMPLE = (
     "set it in ~/.config/dask/qmio.yaml (qmio: {emulator: {cluster: slurm}}) or with "
     "DASK_QMIO__EMULATOR__CLUSTER=local|slurm|tcp://host:8786"
@@ -87,11 +92,47 @@ def local_cluster_kwargs() -> dict[str, Any]:
     }
 
 
+def configured_security() -> Security | None:
+    """The site's certificates from ``distributed.comm.tls.*``, or ``None`` when it names none.
+
+    TLS is always required (``require_encryption``): the scheduler runs what clients send.
+    """
+    given = {k: dask.config.get(f"distributed.comm.tls.{k}", default=None) for k in _TLS_FILES}
+    if not any(given.values()):
+        return None
+    absent = [f"distributed.comm.tls.{k}" for k, v in given.items() if not v]
+    if absent:
+        raise EmulatorClusterError(
+            f"the dask config names TLS certificates but not {', '.join(absent)}; the SLURM "
+            "cluster needs the CA file and a certificate and key for the scheduler, the workers "
+            "and clients (or none of them, for a key made for the cluster)"
+        )
+    return Security(require_encryption=True)
+
+
+def client_security() -> Security:
+    """What a client of a scheduler address presents: ``distributed.comm.tls.*`` of the dask
+    config (``qmio lab`` sets them, through the environment, for its own scheduler)."""
+    return Security()
+
+
+def slurm_tls_directory() -> Path:
+    """Where the SLURM cluster's temporary key goes unless ``jobqueue.slurm.shared-temp-directory``
+    names a place (the worker jobs read it there, so it must be on a file system they share)."""
+    return config.lab_home() / "slurm-tls"
+
+
 def slurm_cluster_kwargs() -> dict[str, Any]:
     """SLURMCluster arguments: ``jobqueue.slurm`` wins; qmio's fallbacks fill what it leaves unset.
 
     Every setting is resolved now and passed explicitly: dask-jobqueue would otherwise read its
     config again for each new job, so a later config change would alter a running cluster.
+
+    The scheduler speaks TLS: with the site's certificates (:func:`configured_security`), or with
+    a key made for this cluster, which dask-jobqueue writes (0600) into ``shared_temp_directory``
+    for the worker jobs to read (by default :func:`slurm_tls_directory`, made private, 0700).
+    Its dashboard listens where ``qmio.emulator.slurm.dashboard_address`` says (127.0.0.1)
+    unless ``jobqueue.slurm.scheduler-options.dashboard_address`` says otherwise.
     """
     cfg = config.get("emulator.slurm")
     jq = dict(dask.config.get("jobqueue.slurm", default={}) or {})
@@ -104,6 +145,14 @@ def slurm_cluster_kwargs() -> dict[str, Any]:
         walltime = kwargs.get("walltime") or "01:00:00"
         extra += lifetime_args(walltime, float(cfg["lifetime_margin"]), float(cfg["lifetime_stagger"]))
     kwargs["worker_extra_args"] = extra
+    options = dict(kwargs.get("scheduler_options") or {})
+    options.setdefault("dashboard_address", cfg["dashboard_address"])
+    kwargs["scheduler_options"] = options
+    security = configured_security()
+    if security is None:
+        security = Security.temporary()
+        kwargs.setdefault("shared_temp_directory", str(slurm_tls_directory()))
+    kwargs["security"] = security
     return kwargs
 
 
@@ -123,6 +172,8 @@ def make_cluster(setting: str | None = None) -> tuple[Cluster | None, str]:
 
         kwargs = slurm_cluster_kwargs()
         os.makedirs(kwargs.get("log_directory", "."), exist_ok=True)
+        if kwargs.get("shared_temp_directory") == str(slurm_tls_directory()):
+            config.private_dir(slurm_tls_directory())  # it will hold the workers' key
         try:
             cluster = SLURMCluster(**kwargs)
         except ValueError as exc:
@@ -182,8 +233,8 @@ class _Shared:
                 self.cluster, address = make_cluster()
                 try:
                     # our own cluster's credentials; for an address, those of the dask config
-                    security = getattr(self.cluster, "security", None)
-                    self.client = Client(address, set_as_default=False, **({"security": security} if security else {}))
+                    security = getattr(self.cluster, "security", None) or client_security()
+                    self.client = Client(address, set_as_default=False, security=security)
                 except OSError as exc:
                     self.close()
                     raise EmulatorClusterError(

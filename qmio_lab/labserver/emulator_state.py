@@ -114,12 +114,14 @@ class EmulatorWatch:
     def _remote_client(self) -> Any:
         from distributed import Client
 
+        from qmio_lab.emulator.cluster import client_security
+
         with self._lock:
             if self._remote is not None and self._remote.status == "running":
                 return self._remote
             try:
                 self._remote = Client(str(dask.config.get("qmio.emulator.cluster")), timeout=3,
-                                      set_as_default=False)
+                                      set_as_default=False, security=client_security())
             except (OSError, TimeoutError):
                 self._remote = None
             return self._remote

@@ -42,7 +42,7 @@ def start_two_workers(workdir: Path, timeout: float = 60) -> tuple:
 
     with dask.config.set(two_worker_settings(workdir)):
         cluster, address = make_cluster()
-    client = Client(address)
+    client = Client(address, security=cluster.security)  # TLS with the cluster's own key
     try:
         client.wait_for_workers(2, timeout=timeout)
     except TimeoutError:
