@@ -154,7 +154,7 @@ def test_the_labs_own_slurm_cluster_is_listed_and_cancelled_when_the_lab_stops(s
         assert sum(counts.values()) == 200 and set(counts) <= {"00", "11"}  # noiseless Bell
         view = server.qmio("emulator")
         assert view["kind"] == "slurm" and view["state"] == "running" and len(view["workers"]) == 1
-        assert view["address"].startswith("tcp://127.0.0.1:")
+        assert view["address"].startswith("tls://127.0.0.1:")  # TLS with a key made for this cluster
         rows = squeue_rows(name)
         assert len(rows) == 1 and view_rows(view) == rows, (view, rows)
         (job_id, partition, state), = rows
