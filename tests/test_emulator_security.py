@@ -230,3 +230,19 @@ def test_the_labs_scheduler_serves_only_the_labs_server_and_kernels(lab_env):  #
     finally:
         rc = lab.terminate()
     assert rc == 0, lab.log()
+
+
+def test_a_tls_address_without_certificates_says_which_settings_are_missing(tmp_path):
+    """Without the client's certificates, dask fails deep inside with a TypeError about an SSL
+    context; the emulator says which settings to give instead, before connecting."""
+    with dask.config.set({"distributed.comm.tls.ca-file": None, "distributed.comm.tls.client.cert": None,
+                          "distributed.comm.tls.client.key": None, "qmio.emulator.cluster": "tls://127.0.0.1:9"}):
+        with pytest.raises(EmulatorClusterError, match="distributed.comm.tls.ca-file") as refused:
+            emulator.get_client()
+        assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" in str(refused.value)
+        assert isinstance(clusters.client_security("tcp://127.0.0.1:9"), Security)  # plain TCP needs none
+    env = write_tls(tmp_path)  # with them, the same address is only a place to connect to
+    with dask.config.set({"distributed.comm.tls.ca-file": env["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"],
+                          "distributed.comm.tls.client.cert": env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"],
+                          "distributed.comm.tls.client.key": env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"]}):
+        assert clusters.client_security("tls://127.0.0.1:9").tls_ca_file

@@ -110,10 +110,20 @@ def configured_security() -> Security | None:
     return Security(require_encryption=True)
 
 
-def client_security() -> Security:
+def client_security(address: str = "") -> Security:
     """What a client of a scheduler address presents: ``distributed.comm.tls.*`` of the dask
-    config (``qmio lab`` sets them, through the environment, for its own scheduler)."""
-    return Security()
+    config (``qmio lab`` sets them, through the environment, for its own scheduler). A
+    ``tls://`` address without them is refused here, with the settings that are missing."""
+    security = Security()
+    if address.startswith("tls://"):
+        absent = [key for key, value in (("ca-file", security.tls_ca_file), ("client.cert", security.tls_client_cert),
+                                         ("client.key", security.tls_client_key)) if not value]
+        if absent:
+            raise EmulatorClusterError(
+                f"the scheduler at {address} speaks TLS, and this client has no "
+                f"{', '.join('distributed.comm.tls.' + k for k in absent)} (e.g. DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+                "..._CLIENT__CERT, ..._CLIENT__KEY); inside `qmio lab` they are set for you")
+    return security
 
 
 def slurm_tls_directory() -> Path:
@@ -233,7 +243,7 @@ class _Shared:
                 self.cluster, address = make_cluster()
                 try:
                     # our own cluster's credentials; for an address, those of the dask config
-                    security = getattr(self.cluster, "security", None) or client_security()
+                    security = getattr(self.cluster, "security", None) or client_security(address)
                     self.client = Client(address, set_as_default=False, security=security)
                 except OSError as exc:
                     self.close()

@@ -86,8 +86,11 @@ class EmulatorWatch:
                                  "slurm_jobs": []}
         client, cluster = self._local()
         if kind == "address":
-            client = self._remote_client()
             reply["address"] = str(dask.config.get("qmio.emulator.cluster"))
+            try:
+                client = self._remote_client()
+            except EmulatorClusterError as exc:  # e.g. a tls:// address without certificates
+                reply["error"] = str(exc)
         if client is not None and client.status == "running":
             reply["state"] = "running"
             reply["address"] = client.scheduler.address
@@ -120,8 +123,8 @@ class EmulatorWatch:
             if self._remote is not None and self._remote.status == "running":
                 return self._remote
             try:
-                self._remote = Client(str(dask.config.get("qmio.emulator.cluster")), timeout=3,
-                                      set_as_default=False, security=client_security())
+                address = str(dask.config.get("qmio.emulator.cluster"))
+                self._remote = Client(address, timeout=3, set_as_default=False, security=client_security(address))
             except (OSError, TimeoutError):
                 self._remote = None
             return self._remote
