@@ -115,3 +115,54 @@ def test_qasm_is_checked_before_anything_is_sent():
             assert info.value.status == code
     finally:
         manager.close()
+
+
+def _refusal(coro) -> LabError:
+    with pytest.raises(LabError) as info:
+        asyncio.run(coro)
+    return info.value
+
+
+@pytest.mark.parametrize("body, words", [
+    ([1, 2], "must be a JSON object with the fields qasm, shots, name; got a JSON list"),
+    (None, "got null"),
+    ({"qasm": "x", "shot": 10}, "unknown field(s) 'shot'; allowed: qasm, shots, name"),
+])
+def test_request_bodies_are_objects_of_known_fields(body, words):
+    from qmio_lab.labserver.manager import SUBMIT_FIELDS, request_fields
+
+    with pytest.raises(LabError) as info:
+        request_fields(body, SUBMIT_FIELDS)
+    assert info.value.status == 400 and words in str(info.value)
+
+
+def test_request_values_are_checked_before_anything_is_sent():
+    manager = QmioLabManager(client_factory=lambda: pytest.fail("no client needed"))
+    bell = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
+    try:
+        for limit in ("-1", "0", "201", "abc", "٥", "1" * 5000, 3.5, True):
+            assert _refusal(manager.qpu_jobs(limit)).status == 400, limit
+        assert "unknown state 'lost'" in str(_refusal(manager.qpu_jobs("5", ["queued", "lost"])))
+        for job_id in ("..", "a/b", "a" * 65, "\x00", "é", "x?wait=60"):
+            assert _refusal(manager.cancel_job(job_id)).status == 400, job_id
+        assert _refusal(manager.submit_qasm(bell, "lots")).status == 400
+        assert _refusal(manager.submit_qasm(bell, 10**9)).status == 422
+        assert _refusal(manager.submit_qasm(bell, 10, ["bell"])).status == 400
+        assert _refusal(manager.submit_qasm("\ud800", 10)).status == 422
+    finally:
+        manager.close()
+
+
+def test_emulator_programs_pass_the_admission_prescan_before_they_are_parsed(monkeypatch):
+    manager = QmioLabManager(client_factory=lambda: pytest.fail("no client needed"))
+    monkeypatch.setattr(manager.emulator, "run_qasm", lambda *a: pytest.fail("nothing is parsed or run"))
+    try:
+        bomb = _refusal(manager.emulator_run("OPENQASM 3.0; qubit[2000000000] q; bit[1] c; c[0] = measure q[0];", 10))
+        assert bomb.status == 422 and "uses 2000000000 qubits; the emulator accepts at most 34" in str(bomb)
+        wide = _refusal(manager.emulator_run('OPENQASM 2.0; include "qelib1.inc"; qreg q[35]; creg c[1];', 10))
+        assert "35 qubits; the emulator accepts at most 34" in str(wide)
+        assert "classical bits" in str(_refusal(manager.emulator_run("OPENQASM 3.0; qubit[1] q; bit[5000] c;", 10)))
+        assert "not allowed" in str(_refusal(manager.emulator_run('OPENQASM 2.0; include "/etc/passwd";', 10)))
+        assert _refusal(manager.emulator_run('OPENQASM 2.0; qreg q[1];', 10**12)).status == 422
+    finally:
+        manager.close()
