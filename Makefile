@@ -59,9 +59,9 @@ EXT_LINK := $(VENV)/share/jupyter/labextensions/qmio-lab
 VENV_PATH := PATH="$(abspath $(VENV))/bin:$$PATH"
 # Handler tests need pytest-jupyter's server plugin and the browser tests must not share a pytest
 # session with it (teardown errors), so each runs as its own invocation after the main suite.
-LAB_HANDLER_TESTS := tests/test_labserver_handlers.py
+LAB_HANDLER_TESTS := tests/test_labserver_handlers.py tests/test_labserver_fuzz.py
 LAB_BROWSER_TESTS := tests/browser
-LAB_TESTS_IGNORE := --ignore=$(LAB_HANDLER_TESTS) --ignore=$(LAB_BROWSER_TESTS)
+LAB_TESTS_IGNORE := $(addprefix --ignore=,$(LAB_HANDLER_TESTS) $(LAB_BROWSER_TESTS))
 
 .PHONY: labextension browser-deps
 lab: labextension
