@@ -2,8 +2,13 @@
 
 Every error is both a :class:`QmioError` and the matching Qiskit/builtin error, so code that
 already catches ``QiskitError`` or ``ValueError`` keeps working. Messages say how to fix it.
+Every error class of the package lives here, except the lab server's ``LabError`` (an HTTP reply
+of the lab, in qmio_lab.labserver.manager) and the QPU server's ``ApiError`` (tornado's HTTPError,
+the HTTP layer's translation of these errors, in qmio_lab.qpu.server).
 """
 from __future__ import annotations
+
+from typing import Any
 
 from qiskit.exceptions import QiskitError
 
@@ -46,8 +51,55 @@ class EmulatorClusterError(QmioError, RuntimeError):
     """The emulator's Dask cluster cannot be created or reached as configured."""
 
 
-from qiskit.providers import JobError  # noqa: E402  (kept beside the only class that needs it)
+from qiskit.providers import JobError  # noqa: E402  (kept beside the classes that need it)
 
 
 class EmulatorJobError(QmioError, JobError):
     """An emulator job failed, was cancelled, or its result was asked for too early."""
+
+
+# ---- the QPU queue service, seen from the client ------------------------------------------------
+class QPUServiceError(QmioError):
+    """The service refused a request; ``status`` is the HTTP code, ``payload`` its JSON body."""
+
+    def __init__(self, message: str, status: int | None = None, payload: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.payload = payload or {}
+
+
+class QPUUnreachableError(QPUServiceError):
+    """No answer from the QPU service (not running, wrong ``qmio.qpu.url``, a local one that did
+    not start). There is no HTTP code: ``status`` is None; the message says what to check."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class QPUJobError(QmioError, JobError):
+    """A QPU job failed or was cancelled; the message carries the service's reason."""
+
+
+# ---- the QPU queue service, server side -----------------------------------------------------------
+class PayloadError(QmioError, ValueError):
+    """A submitted circuit could not be read."""
+
+
+class DeviceProcessError(QmioError, RuntimeError):
+    """The simulator process stopped or failed outside the simulation itself."""
+
+
+class JobStopped(QmioError, RuntimeError):
+    """The running job was stopped on purpose (cancelled, or past its time limit)."""
+
+    def __init__(self, message: str, *, cancelled: bool) -> None:
+        super().__init__(message)
+        self.cancelled = cancelled
+
+
+class SlurmGateRefused(QmioError, PermissionError):
+    """The submission does not come from a running job in the QPU partition."""
+
+
+class SlurmCommandError(QmioError, RuntimeError):
+    """squeue failed for a reason other than an unknown job."""

@@ -13,7 +13,7 @@ from qmio_lab.device import QmioDevice, Topology
 from qmio_lab.labserver import _jupyter_labextension_paths, _jupyter_server_extension_points
 from qmio_lab.labserver.emulator_state import EmulatorWatch, cluster_job_ids, parse_squeue
 from qmio_lab.labserver.manager import LabError, QmioLabManager, chip_view
-from qmio_lab.qpu import QPUServiceError
+from qmio_lab.qpu import QPUServiceError, QPUUnreachableError
 
 
 def test_extension_points_name_the_labserver_module_and_the_bundle():
@@ -92,6 +92,8 @@ class _Refusing:
         self.code = status
 
     def status(self):
+        if self.code == 0:  # no HTTP answer at all
+            raise QPUUnreachableError("nope")
         raise QPUServiceError("nope", status=self.code, payload={"error": f"said {self.code}"})
 
 

@@ -71,14 +71,14 @@ class QmioLabManager:
 
     # ---- the QPU service ----------------------------------------------------------------------
     def _qpu(self, call: Callable[[Any], Any]) -> Any:
-        from qmio_lab.qpu import QPUServiceError
+        from qmio_lab.qpu import QPUServiceError, QPUUnreachableError
         from qmio_lab.qpu.launcher import reset_default_client
 
         try:
             client = self._client_factory()
             return call(client)
         except QPUServiceError as exc:
-            if exc.status == 0:  # unreachable: find (or start) the service again next time
+            if isinstance(exc, QPUUnreachableError):  # find (or start) the service again next time
                 if self._client_factory is _default_client_factory and not _configured_url():
                     reset_default_client()
                 raise LabError(503, f"QPU service unreachable: {exc}") from exc

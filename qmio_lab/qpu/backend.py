@@ -9,23 +9,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from qiskit import QuantumCircuit
-from qiskit.providers import BackendV2, JobError, JobStatus, JobV1, Options
+from qiskit.providers import BackendV2, JobStatus, JobV1, Options
 from qiskit.result import Result
 from qiskit.transpiler import Target
 
 from qmio_lab import config
 from qmio_lab.device.target import build_target
-from qmio_lab.errors import QmioError
-from qmio_lab.qpu.client import QPUClient, QPUServiceError
+from qmio_lab.errors import QPUJobError, QPUServiceError
+from qmio_lab.qpu.client import QPUClient
 
 _STATES = {
     "queued": JobStatus.QUEUED, "running": JobStatus.RUNNING, "done": JobStatus.DONE,
     "failed": JobStatus.ERROR, "cancelled": JobStatus.CANCELLED,
 }
-
-
-class QPUJobError(QmioError, JobError):
-    """A QPU job failed or was cancelled; the message carries the service's reason."""
 
 
 class QPUJob(JobV1):

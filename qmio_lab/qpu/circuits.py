@@ -15,14 +15,10 @@ from typing import Any
 
 from qiskit import QuantumCircuit, qasm2, qasm3, qpy
 
-from qmio_lab.errors import QmioError
+from qmio_lab.errors import PayloadError
 
 FORMATS = ("qasm2", "qasm3", "qpy")
 _POSITION = re.compile(r"^(?:<input>:)?(\d+),(\d+):\s*")
-
-
-class PayloadError(QmioError, ValueError):
-    """A submitted circuit could not be read."""
 
 
 def detect_format(source: str) -> str:

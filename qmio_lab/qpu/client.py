@@ -13,19 +13,10 @@ import urllib3
 from qiskit import QuantumCircuit
 
 from qmio_lab.device import Calibration
-from qmio_lab.errors import QmioError
+from qmio_lab.errors import QPUServiceError, QPUUnreachableError
 from qmio_lab.qpu.circuits import circuit_to_item
 
 TERMINAL = ("done", "failed", "cancelled")
-
-
-class QPUServiceError(QmioError):
-    """The service refused a request; ``status`` is the HTTP code, ``payload`` its JSON body."""
-
-    def __init__(self, message: str, status: int = 0, payload: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.payload = payload or {}
 
 
 def _pool_for(url: str) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, str]:
@@ -70,7 +61,7 @@ class QPUClient:
                 timeout=urllib3.Timeout(total=timeout or self.timeout),
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise QPUServiceError(
+            raise QPUUnreachableError(
                 f"cannot reach the QPU service at {self.url}: is it running? "
                 "(qmio qpu serve, or unset qmio.qpu.url to start a local one)"
             ) from exc

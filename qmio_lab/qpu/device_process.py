@@ -32,7 +32,7 @@ from qiskit import QuantumCircuit, qpy
 
 from qmio_lab import config
 from qmio_lab.device import Calibration
-from qmio_lab.errors import QmioError
+from qmio_lab.errors import DeviceProcessError, JobStopped, QmioError
 from qmio_lab.qpu.child import how_it_ended, start_child
 
 log = logging.getLogger(__name__)
@@ -41,18 +41,6 @@ _CALIBRATIONS_KEPT = 16
 _START_TIMEOUT_S = 120.0
 _PROGRESS_EVERY_S = 0.2  # the child reports a long job's progress at most this often
 _PROGRESS_MIN_CIRCUITS = 8  # ... when it has at least this many circuits
-
-
-class DeviceProcessError(QmioError, RuntimeError):
-    """The simulator process stopped or failed outside the simulation itself."""
-
-
-class JobStopped(QmioError, RuntimeError):
-    """The running job was stopped on purpose (cancelled, or past its time limit)."""
-
-    def __init__(self, message: str, *, cancelled: bool) -> None:
-        super().__init__(message)
-        self.cancelled = cancelled
 
 
 @dataclass(frozen=True)

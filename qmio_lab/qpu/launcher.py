@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from qmio_lab import config
-from qmio_lab.qpu.client import QPUClient, QPUServiceError
+from qmio_lab.errors import QPUServiceError, QPUUnreachableError
+from qmio_lab.qpu.client import QPUClient
 
 _START_TIMEOUT_S = 60.0
 _client: QPUClient | None = None
@@ -74,7 +75,7 @@ def start_local_service(directory: Path | None = None) -> QPUClient:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise QPUServiceError(
+                raise QPUUnreachableError(
                     f"the local QPU service exited with code {proc.returncode}; "
                     f"see {directory / 'service.log'}"
                 )
@@ -83,8 +84,8 @@ def start_local_service(directory: Path | None = None) -> QPUClient:
                 return client
             time.sleep(0.1)
         proc.kill()
-        raise QPUServiceError(f"the local QPU service did not start within {_START_TIMEOUT_S:.0f} s; "
-                              f"see {directory / 'service.log'}")
+        raise QPUUnreachableError(f"the local QPU service did not start within {_START_TIMEOUT_S:.0f} s; "
+                                  f"see {directory / 'service.log'}")
 
 
 def default_client() -> QPUClient:

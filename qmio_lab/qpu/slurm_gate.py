@@ -11,15 +11,7 @@ import subprocess
 import threading
 import time
 
-from qmio_lab.errors import QmioError
-
-
-class SlurmGateRefused(QmioError, PermissionError):
-    """The submission does not come from a running job in the QPU partition."""
-
-
-class SlurmCommandError(QmioError, RuntimeError):
-    """squeue failed for a reason other than an unknown job."""
+from qmio_lab.errors import SlurmCommandError, SlurmGateRefused
 
 
 def run_command(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProcess:
