@@ -18,6 +18,7 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPu
 from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit.providers import BackendV2
 
+from qmio_lab import config
 from qmio_lab.observables import group_paulis, pauli_expectations
 from qmio_lab.sessions import Session, Template, circuit_digest
 
@@ -38,10 +39,17 @@ def _rows(template: Template, bindings) -> tuple[np.ndarray | None, tuple[int, .
     return rows, shape
 
 
+def _target_shots(backend: BackendV2) -> int:
+    """The target's own default: qmio.device.default_shots (QPU, simulator) or
+    qmio.emulator.default_shots, as the backend's default options read them."""
+    shots = getattr(type(backend)._default_options(), "shots", None)
+    return int(shots) if shots else int(config.get("device.default_shots"))
+
+
 class SamplerV2(BaseSamplerV2):
-    def __init__(self, mode: Mode = "qpu", *, default_shots: int = 10000, seed: int | None = None) -> None:
+    def __init__(self, mode: Mode = "qpu", *, default_shots: int | None = None, seed: int | None = None) -> None:
         self.session = _as_session(mode)
-        self.default_shots = default_shots
+        self.default_shots = default_shots if default_shots is not None else _target_shots(self.session.backend)
         self._rng = np.random.default_rng(seed)
 
     def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> PrimitiveJob[PrimitiveResult[SamplerPubResult]]:

@@ -178,7 +178,7 @@ class QmioSimulator(BackendV2):
 
     @classmethod
     def _default_options(cls) -> Options:
-        return Options(shots=10000, seed_simulator=None, at=None)
+        return Options(shots=int(config.get("device.default_shots")), seed_simulator=None, at=None)
 
     def _clock(self, at: datetime | None = None) -> datetime:
         if at is not None:

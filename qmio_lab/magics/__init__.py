@@ -12,6 +12,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
+from qmio_lab import config
 from qmio_lab.magics.cells import cell_circuits
 from qmio_lab.magics.commands import COMMANDS, full_help, help_text
 from qmio_lab.magics.running import TARGETS, RunRequest, Targets, check_request, one_line
@@ -40,7 +41,8 @@ class QmioMagics(Magics):
     @magic_arguments(name="%qmio")
     @argument("-t", "--target", choices=TARGETS, default="qpu", help="where to run (default qpu)")
     @argument("-s", "--shots", type=int, default=None,
-              help="shots per circuit, 1..100000 (default: the target's, 10000)")
+              help=f"shots per circuit, 1..{config.get('device.max_shots')} (qmio.device.max_shots; "
+                   "default: the target's qmio.device.default_shots or qmio.emulator.default_shots)")
     @argument("-O", "--optimization-level", type=int, choices=[0, 1, 2, 3], default=1,
               help="transpiler optimization level (default 1)")
     @argument("--noise", metavar="calibration:ID", default=None,

@@ -8,8 +8,9 @@ from IPython.core.error import UsageError
 from qiskit import QuantumCircuit, transpile
 from qiskit.exceptions import QiskitError
 
+from qmio_lab import config
+
 TARGETS = ("qpu", "emulator", "simulator")
-MAX_SHOTS = 100_000
 
 
 @dataclass
@@ -23,8 +24,9 @@ class RunRequest:
 
 
 def check_request(req: RunRequest) -> None:
-    if req.shots is not None and not 1 <= req.shots <= MAX_SHOTS:
-        raise UsageError(f"--shots {req.shots} is out of range; use 1..{MAX_SHOTS}")
+    max_shots = int(config.get("device.max_shots"))
+    if req.shots is not None and not 1 <= req.shots <= max_shots:
+        raise UsageError(f"--shots {req.shots} is out of range; use 1..{max_shots}")
     if req.noise is not None:
         if req.target != "emulator":
             raise UsageError("--noise replays a calibration on the emulator; add --target emulator "
@@ -56,23 +58,18 @@ class Targets:
     def submit(self, circuits: list[QuantumCircuit], req: RunRequest) -> Any:
         check_request(req)
         backend = self.backend(req.target)
+        shots = {} if req.shots is None else {"shots": req.shots}  # else the target's default_shots
         try:
             if req.target == "qpu":
-                opts: dict[str, Any] = {"optimization_level": req.optimization_level, "priority": req.priority,
-                                        "name": req.name}
-                if req.shots is not None:
-                    opts["shots"] = req.shots
-                return backend.run(circuits, **opts)
+                return backend.run(circuits, optimization_level=req.optimization_level, priority=req.priority,
+                                   name=req.name, **shots)
             if req.target == "emulator":
                 from qmio_lab.emulator.backend import BASIS_GATES
 
                 compiled = transpile(circuits, basis_gates=list(BASIS_GATES),
                                      optimization_level=req.optimization_level)
-                opts = {"noise": req.noise}
-                if req.shots is not None:
-                    opts["shots"] = req.shots
-                return backend.run(compiled, **opts)
+                return backend.run(compiled, noise=req.noise, **shots)
             compiled = transpile(circuits, backend, optimization_level=req.optimization_level)
-            return backend.run(compiled, shots=req.shots or 10000)
+            return backend.run(compiled, **shots)
         except (QiskitError, ValueError, LookupError) as exc:
             raise UsageError(f"{req.target} refused the job: {one_line(exc)}") from None

@@ -84,7 +84,7 @@ class QPUBackend(BackendV2):
 
     @classmethod
     def _default_options(cls) -> Options:
-        return Options(shots=10000, optimization_level=1, priority=0, name=None)
+        return Options(shots=int(config.get("device.default_shots")), optimization_level=1, priority=0, name=None)
 
     def refresh(self) -> Target:
         cal = self.client.calibration()

@@ -12,6 +12,7 @@ from urllib.request import getproxies, proxy_bypass
 import urllib3
 from qiskit import QuantumCircuit
 
+from qmio_lab import config
 from qmio_lab.device import Calibration
 from qmio_lab.errors import QPUServiceError, QPUUnreachableError
 from qmio_lab.qpu.circuits import circuit_to_item
@@ -78,11 +79,14 @@ class QPUClient:
 
     # ---- jobs ---------------------------------------------------------------------------
     def submit(
-        self, circuits: QuantumCircuit | str | Sequence[QuantumCircuit | str], shots: int = 10000, *,
+        self, circuits: QuantumCircuit | str | Sequence[QuantumCircuit | str], shots: int | None = None, *,
         name: str | None = None, priority: int = 0, optimization_level: int = 1,
         circuit_format: str = "qpy",
     ) -> dict[str, Any]:
-        """Queue circuits (QuantumCircuit objects or OpenQASM 2/3 text); returns the job record."""
+        """Queue circuits (QuantumCircuit objects or OpenQASM 2/3 text); returns the job record.
+        ``shots`` defaults to ``qmio.device.default_shots``."""
+        if shots is None:
+            shots = int(config.get("device.default_shots"))
         if isinstance(circuits, (QuantumCircuit, str)):
             circuits = [circuits]
         items = [circuit_to_item(c, circuit_format) for c in circuits]

@@ -266,7 +266,7 @@ class JobsHandler(BaseHandler):
             raise ApiError(422, f"{total} circuits in one job; the QPU accepts at most {max_circuits}. "
                                 "Split them into several jobs.")
         try:
-            shots = check_shots(body.get("shots", 10000))
+            shots = check_shots(body.get("shots", int(config.get("device.default_shots"))))
         except QmioError as exc:
             raise ApiError(422, str(exc)) from exc
         priority = body.get("priority", 0)
