@@ -7,7 +7,6 @@ circuit pays for the transpiler once per calibration.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from qiskit import QuantumCircuit, transpile
@@ -17,6 +16,7 @@ from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.simulator import check_circuit, compact
 from qmio_lab.device.timing import CircuitProfile
 from qmio_lab.errors import InvalidCircuitError
+from qmio_lab.lru import LRU
 from qmio_lab.qpu.admission import AdmissionLimits, check_parsed, prescan
 from qmio_lab.qpu.circuits import content_key, item_format, parse_circuit
 
@@ -31,10 +31,9 @@ class Compiler:
         self.device = device
         self.sandbox = sandbox
         self.limits = AdmissionLimits.from_config(device.num_qubits)
-        self._cache: OrderedDict[tuple, Any] = OrderedDict()
-        self._profiles: OrderedDict[int, tuple[QuantumCircuit, CircuitProfile]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max = max_entries
+        self._cache: LRU[tuple, Any] = LRU(max_entries)
+        self._profiles: LRU[int, tuple[QuantumCircuit, CircuitProfile]] = LRU(max_entries)
+        self._lock = threading.Lock()  # the caches and the counters
         self.transpile_count = 0
         self.hits = 0
 
@@ -52,7 +51,6 @@ class Compiler:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
-                self._cache.move_to_end(key)
                 self.hits += 1
             return hit
 
@@ -116,16 +114,12 @@ class Compiler:
             return known[1]
         profile = CircuitProfile.of(template)
         with self._lock:  # the template is kept with it, so its id cannot be reused meanwhile
-            self._profiles[id(template)] = (template, profile)
-            if len(self._profiles) > self._max:
-                self._profiles.popitem(last=False)
+            self._profiles.put(id(template), (template, profile))
         return profile
 
     def _remember(self, key: tuple, value: Any) -> None:
         with self._lock:
-            self._cache[key] = value
-            if len(self._cache) > self._max:
-                self._cache.popitem(last=False)
+            self._cache.put(key, value)
 
 
 def native_circuit(

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -33,6 +32,7 @@ from qiskit import QuantumCircuit, qpy
 from qmio_lab import config
 from qmio_lab.device import Calibration
 from qmio_lab.errors import DeviceProcessError, JobStopped, QmioError
+from qmio_lab.lru import LRU
 from qmio_lab.qpu.child import how_it_ended, start_child
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,8 @@ class DeviceProcess:
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self._ready = False
-        self._sent_templates: OrderedDict[str, None] = OrderedDict()
-        self._sent_calibrations: OrderedDict[str, None] = OrderedDict()
+        self._sent_templates: LRU[str, None] = LRU(_TEMPLATES_KEPT)  # what the child holds, as it keeps them
+        self._sent_calibrations: LRU[str, None] = LRU(_CALIBRATIONS_KEPT)
         self._lock = threading.Lock()
         self._running: str | None = None  # the job being simulated
         self._stop: tuple[str, str, bool] | None = None  # (job id, why, cancelled?) of a stop asked for
@@ -249,20 +249,10 @@ class DeviceProcess:
             blob = buffer.getvalue()
         conn.send_bytes(json.dumps(header).encode())
         conn.send_bytes(blob)
-        _remember(self._sent_calibrations, [cal_key], _CALIBRATIONS_KEPT)
-        _remember(self._sent_templates, list(new), _TEMPLATES_KEPT)
-        for p in programs:
-            if p.key in self._sent_templates:
-                self._sent_templates.move_to_end(p.key)
+        self._sent_calibrations.put(cal_key)
+        for p in programs:  # each one is in the child now: sent before, or in ``new``
+            self._sent_templates.put(p.key)
         return self._receive(conn, job_id, deadline)
-
-
-def _remember(kept: OrderedDict, keys: list[str], limit: int) -> None:
-    for key in keys:
-        kept[key] = None
-        kept.move_to_end(key)
-    while len(kept) > limit:
-        kept.popitem(last=False)
 
 
 # ---- the child ------------------------------------------------------------------------------
@@ -271,8 +261,8 @@ def serve_device(conn: Connection, seed: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the service, which stops us
     from qmio_lab.device import QmioDevice, QmioSimulator
 
-    templates: OrderedDict[str, QuantumCircuit] = OrderedDict()
-    calibrations: OrderedDict[str, Calibration] = OrderedDict()
+    templates: LRU[str, QuantumCircuit] = LRU(_TEMPLATES_KEPT)
+    calibrations: LRU[str, Calibration] = LRU(_CALIBRATIONS_KEPT)
     simulator: QmioSimulator | None = None
     try:
         conn.send_bytes(b"ready")
@@ -286,24 +276,20 @@ def serve_device(conn: Connection, seed: int) -> None:
             return
         try:
             if header["calibration"] is not None:
-                calibrations[header["calibration_key"]] = Calibration.from_dict(header["calibration"])
-                _trim(calibrations, _CALIBRATIONS_KEPT)
+                calibrations.put(header["calibration_key"], Calibration.from_dict(header["calibration"]))
             if blob:
                 for key, circuit in zip(header["templates"], qpy.load(io.BytesIO(blob))):
-                    templates[key] = circuit
-                    _trim(templates, _TEMPLATES_KEPT)
+                    templates.put(key, circuit)
             cal = calibrations.get(header["calibration_key"])
             missing = [p["key"] for p in header["programs"] if p["key"] not in templates]
             if cal is None or missing:
                 conn.send_bytes(b"M" + json.dumps({"templates": missing, "calibration": cal is None}).encode())
                 continue
-            calibrations.move_to_end(header["calibration_key"])
             if simulator is None:
                 simulator = QmioSimulator(QmioDevice(seed=seed, history=[cal]))
             pairs = []
             for p in header["programs"]:
-                template = templates[p["key"]]
-                templates.move_to_end(p["key"])
+                template = templates.get(p["key"])
                 qubits = tuple(p["qubits"])
                 pairs.extend((bound, qubits) for bound in _bind(template, p["names"], p["rows"]))
             result = simulator.execute_compact(pairs, header["shots"], cal, job_id=header["job_id"],
@@ -346,11 +332,6 @@ def _bind(template: QuantumCircuit, names: list[str], rows: list[list[float]] | 
         template.assign_parameters({p: v for p, v in zip(params, row) if p is not None}, inplace=False)
         for row in rows
     ]
-
-
-def _trim(kept: OrderedDict, limit: int) -> None:
-    while len(kept) > limit:
-        kept.popitem(last=False)
 
 
 if __name__ == "__main__":

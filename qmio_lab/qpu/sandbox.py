@@ -18,7 +18,6 @@ import signal
 import sys
 import tempfile
 import threading
-from collections import OrderedDict
 from multiprocessing.connection import Connection
 from subprocess import Popen
 from typing import Any
@@ -27,6 +26,7 @@ from qiskit import QuantumCircuit, qpy
 
 from qmio_lab.device import Calibration
 from qmio_lab.errors import AdmissionError, QmioError
+from qmio_lab.lru import LRU
 from qmio_lab.qpu.admission import AdmissionLimits
 from qmio_lab.qpu.child import how_it_ended, kill, start_child
 
@@ -48,7 +48,7 @@ class _Sandbox:
         self.proc: Popen | None = None
         self.conn: Connection | None = None
         self.ready = False
-        self.sent: OrderedDict[str, None] = OrderedDict()
+        self.sent: LRU[str, None] = LRU(_CALIBRATIONS_KEPT)  # the child's calibrations, used as it uses them
 
     def start(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -87,9 +87,7 @@ class _Sandbox:
             header = {"item": item, "index": index, "level": level, "calibration_key": key,
                       "calibration": None if key in self.sent else cal.to_dict()}
             conn.send_bytes(json.dumps(header).encode())
-            self.sent[key] = None
-            while len(self.sent) > _CALIBRATIONS_KEPT:
-                self.sent.popitem(last=False)
+            self.sent.put(key)
             if not conn.poll(self.limits.timeout_s):
                 self.stop()
                 self.start()  # the replacement imports qiskit while the refusal goes out
@@ -178,7 +176,7 @@ def serve_sandbox(conn: Connection, seed: int, limits: AdmissionLimits) -> None:
     from qmio_lab.device import QmioDevice
     from qmio_lab.qpu.compiler import compile_item
 
-    calibrations: OrderedDict[str, Calibration] = OrderedDict()
+    calibrations: LRU[str, Calibration] = LRU(_CALIBRATIONS_KEPT)
     device: QmioDevice | None = None  # one is enough: its target() is built from the calibration given
     try:
         conn.send_bytes(b"ready")
@@ -193,9 +191,7 @@ def serve_sandbox(conn: Connection, seed: int, limits: AdmissionLimits) -> None:
         try:
             key = header["calibration_key"]
             if header["calibration"] is not None:
-                calibrations[key] = Calibration.from_dict(header["calibration"])
-                while len(calibrations) > _CALIBRATIONS_KEPT:
-                    calibrations.popitem(last=False)
+                calibrations.put(key, Calibration.from_dict(header["calibration"]))
             cal = calibrations.get(key)
             if cal is None:
                 conn.send_bytes(b"M")

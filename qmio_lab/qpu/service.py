@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from qmio_lab import config
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.schedule import CalibrationSchedule
 from qmio_lab.device.timing import TimingModel
+from qmio_lab.lru import LRU
 from qmio_lab.qpu.admission import AdmissionLimits, UserGate
 from qmio_lab.qpu.auth import TokenAuth
 from qmio_lab.qpu.child import reap_stale_children
@@ -47,7 +47,7 @@ class JobEvents:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Future]] = {}
-        self._latest: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._latest: LRU[str, dict[str, Any]] = LRU(_REMEMBERED_CHANGES)
 
     def notify_threadsafe(self, job: dict[str, Any]) -> None:
         if self.loop is not None and not self.loop.is_closed():
@@ -55,10 +55,7 @@ class JobEvents:
 
     def notify(self, job: dict[str, Any]) -> None:
         """On the event loop: record the change and wake who waits for it."""
-        self._latest[job["id"]] = job
-        self._latest.move_to_end(job["id"])
-        while len(self._latest) > _REMEMBERED_CHANGES:
-            self._latest.popitem(last=False)
+        self._latest.put(job["id"], job)
         for fut in self._waiters.pop(job["id"], ()):
             if not fut.done():
                 fut.set_result(job)

@@ -12,7 +12,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from qmio_lab import config
 from qmio_lab.device.calibration import Calibration
+from qmio_lab.lru import LRU
 from qmio_lab.qpu.circuits import expanded_count
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class Store:
         self._local = threading.local()
         self._conn_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
-        self._recent_results: OrderedDict[str, str] = OrderedDict()
+        self._recent_results: LRU[str, str] = LRU(_RECENT_RESULTS, lock=True)
         self.version = 0  # bumped on every queue change; lets readers cache the queue order
         idle = config.get("qpu.session_idle_s", None)
         self.session_idle_s = float(idle) if idle else None
@@ -257,10 +257,7 @@ class Store:
                 "UPDATE jobs SET state = 'done', finished_at = ?, calibration_id = ?, error = NULL "
                 "WHERE id = ? AND state = 'running'", (now, calibration_id, job_id),
             )
-        with self._conn_lock:  # the waiting client asks for it at once: keep it at hand
-            self._recent_results[job_id] = body
-            while len(self._recent_results) > _RECENT_RESULTS:
-                self._recent_results.popitem(last=False)
+        self._recent_results.put(job_id, body)  # the waiting client asks for it at once: keep it at hand
         return now
 
     def fail(self, job_id: str, error: str, calibration_id: str | None = None, *, state: str = "failed") -> float:
@@ -297,8 +294,7 @@ class Store:
 
     def result_json(self, job_id: str) -> str | None:
         """The stored result as JSON text, ready to send (recent ones without a database read)."""
-        with self._conn_lock:
-            body = self._recent_results.get(job_id)
+        body = self._recent_results.get(job_id)
         if body is not None:
             return body
         row = self._conn().execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
