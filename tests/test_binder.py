@@ -6,7 +6,6 @@ it would build from this repository and replay its install steps in a fresh virt
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ import nbformat
 import pytest
 from missing import missing
 from service_process import stop_local_service
+from support.notebooks import read_back, with_read_back
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,18 +58,19 @@ def test_binder_environment_runs_the_quickstart(tmp_path):
         assert run.returncode == 0, f"{command}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
 
     out = tmp_path / "quickstart-out.ipynb"
+    reading = repo / "notebooks" / "01_quickstart-read-back.ipynb"  # the quickstart, and the test's cell
+    nbformat.write(with_read_back(nbformat.read(repo / "notebooks" / "01_quickstart.ipynb", as_version=4),
+                                  "01_quickstart"), reading)
     try:
         run = subprocess.run(
             ["./binder/start", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-             "--ExecutePreprocessor.timeout=600", "--output", str(out), "notebooks/01_quickstart.ipynb"],
+             "--ExecutePreprocessor.timeout=600", "--output", str(out), str(reading)],
             cwd=repo, env=env, capture_output=True, text=True, timeout=900,
         )
         assert run.returncode == 0, run.stderr[-5000:]
         assert "QMIO QPU simulator: online" in run.stdout + run.stderr
         assert "time scale 360.0x" in run.stdout + run.stderr
-        book = nbformat.read(out, as_version=4)
-        text = "".join(o.get("text", "") for c in book.cells for o in c.get("outputs", []))
-        check = json.loads(text.split("QMIO_CHECK ", 1)[1].splitlines()[0])
+        check = read_back(nbformat.read(out, as_version=4))
         assert check["ghz_emu"] == [1.0, 1.0, 1.0] and check["bell_qpu_good"] > 0.8
         lab_list = subprocess.run(["jupyter", "labextension", "list"], env=env, capture_output=True, text=True)
         assert re.search(r"qmio-lab .*enabled", lab_list.stdout + lab_list.stderr)

@@ -2,7 +2,6 @@
 workers (SLURM for the sweep notebook), and its results are checked, not only its absence of errors."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,19 +10,16 @@ import pytest
 from nbclient import NotebookClient
 from moments import packaged_calendar_env
 from service_process import stop_local_service
+from support.notebooks import read_back, with_read_back
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def run_notebook(name: str, timeout: int = 600) -> tuple[dict, nbformat.NotebookNode]:
-    book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    """Run the notebook top to bottom in a real kernel, then read what the test checks from it."""
+    book = with_read_back(nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4), name)
     NotebookClient(book, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    for cell in book.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and "QMIO_CHECK " in out.get("text", ""):
-                line = next(ln for ln in out["text"].splitlines() if ln.startswith("QMIO_CHECK "))
-                return json.loads(line[len("QMIO_CHECK "):]), book
-    raise AssertionError(f"{name} printed no QMIO_CHECK line")
+    return read_back(book), book
 
 
 def html_outputs(book: nbformat.NotebookNode) -> str:

@@ -1,0 +1,67 @@
+"""Reading a tutorial notebook's results back from its kernel, for the tests.
+
+A tutorial holds only what a user would write. The tests append one cell of their own, in
+memory, that gathers what they check from the kernel's variables and prints it as JSON.
+"""
+from __future__ import annotations
+
+import json
+
+import nbformat
+
+#: What each test reads from its notebook's kernel once every cell has run: the test's own code,
+#: run after the tutorial (which holds only what a user would write).
+READ_BACK = {
+    '01_quickstart': '''\
+check = {
+    "bell_tvd": bell.tvd,
+    "bell_qpu_good": p_ghz(bell_qpu.get_counts(), 2),
+    "ghz_qpu": [p_ghz(qpu_result.get_counts(i), n) for i, n in enumerate((3, 5, 8))],
+    "ghz_emu": [p_ghz(emu_result.get_counts(i), n) for i, n in enumerate((3, 5, 8))],
+    "calibration_id": qpu_result.results[0].metadata.get("calibration_id") if hasattr(qpu_result.results[0], "metadata") else None,
+}
+''',
+    '02_calibration_explorer': '''\
+weekend = [i for i, x in enumerate(times) if x.weekday() >= 5]
+check = {
+    "windows": [w[0].isoformat() for w in windows],
+    "weekday_windows_only": all(w[0].weekday() < 5 for w in windows),
+    "ecr_before_monday": ecr[weekend[-1]],
+    "ecr_after_monday": ecr[weekend[-1] + 9],
+    "t1_median_now_us": cal.summary()["t1_median_us"],
+}
+''',
+    '03_hybrid_vqe_session': '''\
+check = {"exact": exact, "vqe": float(opt.fun), "first": history[0], "calls": len(history),
+         "transpiles": transpiles, "emulator_energy": emu_energy}
+''',
+    '04_parameter_sweep_dask': '''\
+check = {"circuits": len(circuits), "results": len(result.results), "kind": cluster_kind(),
+         "workers": len(workers), "slurm_jobs": slurm_jobs, "parity_corner": float(z[0, 0]),
+         "in_order": [exp.metadata["index"] for exp in result.results] == list(range(len(circuits)))}
+''',
+    '05_noise_replay': '''\
+check = {"calibration_id": cal_id, "tvd_replay": with_noise.tvd, "tvd_ideal": without.tvd,
+         "replay_calibration": replayed.results[0].metadata.get("calibration_id")}
+''',
+}
+
+_MARK = "QMIO_CHECK "
+
+
+def with_read_back(book: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
+    """``book`` with the reading cell for notebook ``name`` appended (the file is not changed)."""
+    assert not any(_MARK.strip() in cell.source for cell in book.cells), "a tutorial holds no test plumbing"
+    reader = READ_BACK[name] + f'\nimport json\nprint("{_MARK}" + json.dumps(check, default=str))\n'
+    book.cells.append(nbformat.v4.new_code_cell(reader))
+    return book
+
+
+def read_back(book: nbformat.NotebookNode) -> dict:
+    """What the reading cell of an executed ``book`` printed; the cell is removed again."""
+    for out in book.cells[-1].get("outputs", []):
+        if out.get("output_type") == "stream" and _MARK in out.get("text", ""):
+            line = next(ln for ln in out["text"].splitlines() if ln.startswith(_MARK))
+            book.cells.pop()
+            return json.loads(line[len(_MARK):])
+    raise AssertionError("reading the notebook's results from its kernel printed nothing")
