@@ -167,6 +167,8 @@ def _json_confusion() -> list[Case]:
     fields = {"shots": odd, "priority": odd, "optimization_level": odd, "name": odd, "slurm_job_id": odd,
               "circuits": odd + [[None], [1], ["OPENQASM 2.0;"], [{"data": 5}], [{"data": None}], [{"format": "qasm4", "data": "x"}],
                                  [{"format": 7, "data": BELL_QASM2}], [{"data": BELL_QASM2, "name": "\ud800"}],
+                                 [{"data": "\ud800"}], [{"data": BELL_QASM2 + "// \udfff"}],
+                                 [{"format": "qpy", "data": "\ud800"}],
                                  [{"data": BELL_QASM2, "name": ["x"]}], [{"data": BELL_QASM2, "parameter_values": "x"}],
                                  [{"data": BELL_QASM2, "parameter_values": [[1e308]] * 2}], [{}] * 2000]}
     good = {"circuits": [{"data": BELL_QASM2}], "shots": 10}

@@ -144,5 +144,8 @@ def content_key(item: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(str(item.get("format")).encode())
     h.update(b"\0")
-    h.update(str(item.get("data")).encode())
+    try:
+        h.update(str(item.get("data")).encode())
+    except UnicodeEncodeError:  # JSON can carry a lone surrogate; no parser or database can
+        raise PayloadError("circuit data is not valid Unicode text (a lone surrogate such as \\ud800)") from None
     return h.hexdigest()
