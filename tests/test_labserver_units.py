@@ -168,3 +168,17 @@ def test_emulator_programs_pass_the_admission_prescan_before_they_are_parsed(mon
         assert _refusal(manager.emulator_run('OPENQASM 2.0; qreg q[1];', 10**12)).status == 422
     finally:
         manager.close()
+
+
+def test_emulator_gate_bombs_are_refused_before_aer_unrolls_them(monkeypatch):
+    """40 gate definitions that each call the previous one twice pass the text prescan (nothing
+    is declared too wide) but are 2**40 operations: refused once parsed, before any cluster."""
+    import qmio_lab.emulator as emulator
+
+    monkeypatch.setattr(emulator, "get_client", lambda: pytest.fail("no cluster for a refused program"))
+    bomb = ('OPENQASM 2.0;\ninclude "qelib1.inc";\ngate g0 a { x a; }\n'
+            + "".join(f"gate g{i} a {{ g{i-1} a; g{i-1} a; }}\n" for i in range(1, 41))
+            + "qreg q[1]; creg c[1]; g40 q[0]; measure q[0] -> c[0];")
+    with pytest.raises(LabError, match="more than 200000 operations") as refused:
+        EmulatorWatch().run_qasm(bomb, 10)
+    assert refused.value.status == 422

@@ -133,11 +133,13 @@ class EmulatorWatch:
         """Emulate one OpenQASM program on the configured cluster (created here if needed)."""
         from qmio_lab.emulator import EmulatorBackend
         from qmio_lab.labserver.manager import LabError
-        from qmio_lab.qpu.circuits import PayloadError, parse_circuit
+        from qmio_lab.qpu.admission import AdmissionLimits, check_parsed
+        from qmio_lab.qpu.circuits import parse_circuit
 
         try:
             circuit = parse_circuit({"data": qasm})
-        except PayloadError as exc:
+            check_parsed(circuit, 0, AdmissionLimits.for_emulator())  # gate bombs before Aer unrolls them
+        except QmioError as exc:  # PayloadError, AdmissionError
             raise LabError(422, str(exc)) from exc
         from qmio_lab.emulator import get_client, get_cluster
 

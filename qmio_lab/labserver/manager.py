@@ -224,14 +224,10 @@ def _prescan_for_emulator(qasm: str) -> None:
     from qmio_lab.qpu.admission import AdmissionLimits, prescan
     from qmio_lab.qpu.circuits import detect_format
 
-    width = int(config.get("emulator.max_qubits"))
     try:
-        prescan({"data": qasm}, 0, detect_format(qasm), AdmissionLimits.from_config(width))
+        prescan({"data": qasm}, 0, detect_format(qasm), AdmissionLimits.for_emulator())
     except AdmissionError as exc:
-        message = str(exc)
-        if "qubits; the QMIO QPU has" in message:  # check_width speaks of the QPU
-            message = f"{message.split(';')[0]}; the emulator accepts at most {width} (qmio.emulator.max_qubits)"
-        raise LabError(422, message) from exc
+        raise LabError(422, str(exc)) from exc
 
 
 def chip_view(cal: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ The limits live in ``qmio.yaml`` under ``qmio.qpu.admission``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ class AdmissionLimits:
     timeout_s: float
     memory_mb: int
     workers: int
+    emulator: bool = False  # the limits of the emulator target (its width), not the QPU's
 
     @classmethod
     def from_config(cls, num_qubits: int) -> AdmissionLimits:
@@ -50,6 +52,11 @@ class AdmissionLimits:
                    max_operations=int(get("max_operations")), max_nesting=int(get("max_nesting")),
                    timeout_s=float(get("timeout_s")), memory_mb=int(get("memory_mb")),
                    workers=int(get("workers")))
+
+    @classmethod
+    def for_emulator(cls) -> AdmissionLimits:
+        """The same limits, as wide as the emulator goes (``qmio.emulator.max_qubits``)."""
+        return dataclasses.replace(cls.from_config(int(config.get("emulator.max_qubits"))), emulator=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -113,6 +120,8 @@ def check_text(field: str, value: Any, index: int) -> None:
 def check_width(index: int, qubits: int, clbits: int, limits: AdmissionLimits) -> None:
     if qubits > limits.max_qubits:
         raise AdmissionError(
+            f"circuit {index} uses {qubits} qubits; the emulator accepts at most {limits.max_qubits} "
+            "(qmio.emulator.max_qubits)" if limits.emulator else
             f"circuit {index} uses {qubits} qubits; the QMIO QPU has {limits.max_qubits}. "
             "Run it on the emulator target instead."
         )
