@@ -38,7 +38,7 @@ def p1_latency(svc: BenchService, n: int = 1000) -> list[dict]:
     cost (round trip minus the time the simulator reports for the circuit), because the
     simulator itself is faster than in-process Aer (exact distribution, noise written into the
     circuit), which the added latency alone would hide."""
-    from qmio_lab.device.simulator import compact
+    from qmio_lab.device.compact import compact
     from qmio_lab.qpu.circuits import circuit_to_item
 
     client = svc.client()
@@ -93,7 +93,7 @@ def p2_vqe(svc: BenchService, iterations: int = 200) -> dict:
     cal = client.calibration()
     device = QmioDevice(seed=0, history=[cal])
     from qmio_lab.device.noise import build_noise_model
-    from qmio_lab.device.simulator import compact
+    from qmio_lab.device.compact import compact
 
     # the fairest baseline: Aer on only the qubits the circuit uses, with their exact noise
     native = transpile(ansatz, target=device.target(cal), seed_transpiler=1)

@@ -27,7 +27,7 @@ def _iso_time(text: str) -> datetime:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from qmio_lab.demo import run_demo
     from qmio_lab.device import Topology
-    from qmio_lab.device.simulator import check_shots
+    from qmio_lab.device.rules import check_shots
 
     width = Topology().num_qubits
     if not 2 <= args.qubits <= width:  # before anything is printed, as one line, not a traceback

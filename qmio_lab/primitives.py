@@ -19,6 +19,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit.providers import BackendV2
 
 from qmio_lab import config
+from qmio_lab.device.rules import has_measurement
 from qmio_lab.observables import group_paulis, pauli_expectations
 from qmio_lab.sessions import Session, Template, circuit_digest
 
@@ -61,7 +62,7 @@ class SamplerV2(BaseSamplerV2):
     def _run(self, pubs: list[SamplerPub]) -> PrimitiveResult[SamplerPubResult]:
         results = []
         for pub in pubs:
-            if not any(inst.operation.name == "measure" for inst in pub.circuit.data):
+            if not has_measurement(pub.circuit):
                 raise ValueError("a Sampler circuit needs measurements: add measure_all() or measure(...)")
             template = self.session.template(pub.circuit)
             rows, shape = _rows(template, pub.parameter_values)

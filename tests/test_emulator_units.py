@@ -6,11 +6,12 @@ import pytest
 from qiskit import QuantumCircuit
 
 from qmio_lab.device import QmioDevice
+from qmio_lab.device.rules import is_native
 from qmio_lab.emulator import cluster as clusters
 from qmio_lab.emulator.memory import (
     MPS, STATEVECTOR, check_fits, estimate, mps_bytes, simulated_width, statevector_bytes,
 )
-from qmio_lab.emulator.replay import is_native, resolve_noise, to_device
+from qmio_lab.emulator.replay import resolve_noise, to_device
 from qmio_lab.emulator.runner import batch_size, plan_batches
 from qmio_lab.errors import CalibrationError, EmulatorClusterError, EmulatorMemoryError
 from circuits import ghz

@@ -11,9 +11,9 @@ from qiskit.circuit.random import random_circuit
 from scipy.stats import chi2_contingency
 
 from qmio_lab.device import QmioDevice, QmioSimulator, sampling
+from qmio_lab.device.compact import compact
 from qmio_lab.device.noise import build_noise_model
 from qmio_lab.device.sampling import terminal_measurements
-from qmio_lab.device.simulator import compact
 
 SHOTS = 40000
 

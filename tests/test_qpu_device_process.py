@@ -16,7 +16,7 @@ from qiskit.circuit.random import random_circuit
 from service_process import ServiceProcess
 
 from qmio_lab.device import QmioDevice
-from qmio_lab.device.simulator import compact
+from qmio_lab.device.compact import compact
 from qmio_lab.qpu.device_process import DeviceProcess, Program
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from qiskit import QuantumCircuit, QuantumRegister
+from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2, JobStatus, JobV1, Options
 from qiskit.result import Result
 from qiskit.transpiler import Target
@@ -20,91 +20,16 @@ from qiskit_aer import AerSimulator
 
 from qmio_lab import config
 from qmio_lab.device.calibration import Calibration, utc
+from qmio_lab.device.compact import compact
 from qmio_lab.device.device import QmioDevice
-from qmio_lab.device.noise import delay_seconds, relax_delays
+from qmio_lab.device.noise import relax_delays
+from qmio_lab.device.rules import check_circuit, check_shots
 from qmio_lab.device.sampling import sample_exactly, terminal_measurements
-from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
+from qmio_lab.errors import InvalidCircuitError
 
-ALLOWED_OPERATIONS = frozenset({"rz", "sx", "x", "ecr", "measure", "delay", "barrier"})
 _CLOCK_RESOLUTION = timedelta(minutes=1)  # drift over a minute is far below shot noise
 SERIAL_QUBITS = 14  # Aer's own threshold for parallel state updates
 _CHUNK_SECONDS = 0.25  # with progress reporting: about this long between two reports
-
-
-def check_shots(shots: Any) -> int:
-    limit = int(config.get("device.max_shots"))
-    if isinstance(shots, bool) or not isinstance(shots, int) or not 1 <= shots <= limit:
-        raise InvalidShotsError(
-            f"shots must be an integer from 1 to {limit}, got {shots!r}; "
-            f"split larger runs into several jobs"
-        )
-    return shots
-
-
-def check_circuit(circuit: QuantumCircuit, device: QmioDevice) -> None:
-    """Raise :class:`InvalidCircuitError` unless ``circuit`` can run on the chip as written."""
-    name = circuit.name
-    if circuit.num_qubits > device.num_qubits:
-        raise InvalidCircuitError(
-            f"circuit {name!r} uses {circuit.num_qubits} qubits; the QMIO QPU has "
-            f"{device.num_qubits}. Use the emulator target for wider circuits."
-        )
-    hint = "transpile it first: qiskit.transpile(circuit, backend)"
-    edges = set(device.topology.edges)
-    measured = False
-    for inst in circuit.data:
-        op = inst.operation
-        if op.name not in ALLOWED_OPERATIONS:
-            raise InvalidCircuitError(
-                f"circuit {name!r} uses {op.name!r}, which is not a native QMIO operation "
-                f"(native: rz, sx, x, ecr, measure, delay); {hint}"
-            )
-        if op.name == "ecr":
-            pair = tuple(circuit.find_bit(q).index for q in inst.qubits)
-            if pair not in edges:
-                reverse = "; the chip has it the other way round" if pair[::-1] in edges else ""
-                raise InvalidCircuitError(
-                    f"circuit {name!r} applies ecr on qubits {pair}, which is not a native "
-                    f"coupler direction{reverse}; {hint}"
-                )
-        measured = measured or op.name == "measure"
-    if not measured:
-        raise InvalidCircuitError(
-            f"circuit {name!r} has no measurement, so it returns no counts; add measure "
-            "instructions (e.g. circuit.measure_all()) before running it on the QPU"
-        )
-
-
-def compact(circuit: QuantumCircuit, dt: float) -> tuple[QuantumCircuit, tuple[int, ...]]:
-    """Keep only the qubits the circuit touches; delays stay, in whole ``dt``.
-
-    Returns the compact circuit and the physical qubit of each of its qubits. A delay relaxes
-    its qubit with the T1/T2 in force when the circuit runs (:func:`relax_delays`), not when
-    it was compiled, and stays a plain delay in ``dt``: the only unit QPY keeps (qiskit 2.6
-    writes a delay's duration without its unit), on the way to the simulator process.
-    """
-    index = {q: circuit.find_bit(q).index for q in circuit.qubits}
-    used = sorted({index[q] for inst in circuit.data if inst.operation.name != "barrier" for q in inst.qubits})
-    local = {p: i for i, p in enumerate(used)}
-    out = QuantumCircuit(
-        QuantumRegister(max(len(used), 1), "q"), *circuit.cregs,
-        name=circuit.name, global_phase=circuit.global_phase, metadata=dict(circuit.metadata or {}),
-    )
-    loose = [c for c in circuit.clbits if not circuit.find_bit(c).registers]
-    if loose:
-        out.add_bits(loose)
-    for inst in circuit.data:
-        op = inst.operation
-        if op.name == "barrier":
-            continue
-        qubits = [out.qubits[local[index[q]]] for q in inst.qubits]
-        if op.name == "delay":
-            ticks = round(delay_seconds(op, dt) / dt)
-            if ticks > 0:
-                out.delay(ticks, qubits, unit="dt")
-            continue
-        out.append(op, qubits, inst.clbits)
-    return out, tuple(used)
 
 
 def in_chunks(items: Sequence[Any], run: Callable[[Sequence[Any]], None], counted: Callable[[int], None],

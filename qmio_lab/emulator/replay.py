@@ -16,7 +16,8 @@ from qiskit_aer.noise import NoiseModel
 from qmio_lab import config
 from qmio_lab.device.calibration import Calibration
 from qmio_lab.device.noise import build_noise_model, relax_delays
-from qmio_lab.device.simulator import ALLOWED_OPERATIONS, compact
+from qmio_lab.device.compact import compact
+from qmio_lab.device.rules import is_native
 from qmio_lab.device.target import build_target
 from qmio_lab.errors import CalibrationError
 
@@ -51,20 +52,6 @@ def resolve_noise(
         f"noise must be None, a Calibration or 'calibration:<id>' "
         f"(e.g. 'calibration:cal-20261123T070000Z-s2024'), got {noise!r}"
     )
-
-
-def is_native(circuit: QuantumCircuit, cal: Calibration) -> bool:
-    """True when the circuit already runs on the chip as written (native gates and couplers)."""
-    if circuit.num_qubits != cal.num_qubits:
-        return False
-    pairs = {(c.control, c.target) for c in cal.couplers}
-    for inst in circuit.data:
-        name = inst.operation.name
-        if name not in ALLOWED_OPERATIONS:
-            return False
-        if name == "ecr" and tuple(circuit.find_bit(q).index for q in inst.qubits) not in pairs:
-            return False
-    return True
 
 
 def to_device(

@@ -189,7 +189,7 @@ def _check_qasm(qasm: Any) -> None:
 
 
 def _check_shots(shots: Any) -> int:
-    from qmio_lab.device.simulator import check_shots
+    from qmio_lab.device.rules import check_shots
     from qmio_lab.errors import InvalidShotsError
 
     if isinstance(shots, bool) or not isinstance(shots, int):

@@ -11,6 +11,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from qiskit import QuantumCircuit
 
+from qmio_lab.device.rules import has_measurement
+
 _VERSION = re.compile(r"^\s*OPENQASM\s+(\d+)(?:\.\d+)?\s*;", re.MULTILINE)
 
 
@@ -93,7 +95,7 @@ def as_circuits(value: Any) -> list[QuantumCircuit]:
             where = "" if len(items) == 1 and not isinstance(value, (list, tuple)) else f" item {i}"
             raise UsageError(f"the cell's{where} value is a {type(item).__name__}, not a QuantumCircuit; "
                              "end the cell with a circuit or a list of circuits (or use --circuit NAME)")
-        if not any(inst.operation.name == "measure" for inst in item.data):
+        if not has_measurement(item):
             raise UsageError(f"circuit {item.name!r} has no measurement; add e.g. qc.measure_all()")
     return items
 

@@ -13,7 +13,8 @@ from qiskit import QuantumCircuit, transpile
 from qiskit.transpiler.exceptions import TranspilerError
 
 from qmio_lab.device import Calibration, QmioDevice
-from qmio_lab.device.simulator import check_circuit, compact
+from qmio_lab.device.compact import compact
+from qmio_lab.device.rules import check_circuit, has_measurement, is_native
 from qmio_lab.device.timing import CircuitProfile
 from qmio_lab.errors import InvalidCircuitError
 from qmio_lab.lru import LRU
@@ -126,12 +127,8 @@ def native_circuit(
     circuit: QuantumCircuit, index: int, device: QmioDevice, calibration: Calibration, level: int
 ) -> tuple[QuantumCircuit, bool]:
     """The circuit as the chip runs it, and whether the transpiler had to make it so."""
-    if circuit.num_qubits == device.num_qubits:
-        try:
-            check_circuit(circuit, device)
-            return circuit, False
-        except InvalidCircuitError:
-            pass
+    if is_native(circuit, device) and has_measurement(circuit):
+        return circuit, False
     return _transpile(circuit, index, device, calibration, level), True
 
 
@@ -143,7 +140,7 @@ def _transpile(circuit: QuantumCircuit, index: int, device: QmioDevice, calibrat
             f"circuit {index} ({circuit.name!r}) uses {circuit.num_qubits} qubits; the QMIO QPU "
             f"has {n}. Run it on the emulator target instead."
         )
-    if not any(inst.operation.name == "measure" for inst in circuit.data):
+    if not has_measurement(circuit):
         raise InvalidCircuitError(
             f"circuit {index} ({circuit.name!r}) has no measurement, so it returns no counts; "
             "add measure instructions (e.g. measure_all())"

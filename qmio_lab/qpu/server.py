@@ -16,7 +16,7 @@ from typing import Any
 import tornado.web
 
 from qmio_lab import config
-from qmio_lab.device.simulator import check_shots
+from qmio_lab.device.rules import check_shots
 from qmio_lab.errors import AdmissionError, QmioError
 from qmio_lab.qpu.admission import check_cost, check_reservation, is_text
 from qmio_lab.qpu.auth import User
