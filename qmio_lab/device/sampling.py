@@ -106,21 +106,22 @@ def experiment_result(
 
 def sample_exactly(
     aer: Any, circuits: Sequence[QuantumCircuit], plans: Sequence[list[tuple[int, int]]],
-    qubits: Sequence[int], shots: int, cal: Calibration, noise: Any, seed: int | None, dt: float,
+    qubits: Sequence[int], shots: int, cal: Calibration, noise: Any, seeds: Sequence[int | None], dt: float,
 ) -> list[ExperimentResult]:
     """One density-matrix Aer run for all ``circuits`` (physical ``qubits``; delays in units of
-    ``dt``), then numpy draws."""
+    ``dt``), then numpy draws, each circuit's from its own seed in ``seeds`` (the distribution
+    itself is exact: no seed changes it)."""
     t0 = time.perf_counter()
+    seed = seeds[0] if seeds else None
     distributions = _with_superops(aer, circuits, plans, qubits, cal, noise, seed, dt)
     if distributions is None:
         distributions = _with_noise_model(aer, circuits, plans, qubits, cal, noise, seed, dt)
     seconds = (time.perf_counter() - t0) / max(len(circuits), 1)
     out = []
-    for i, (circuit, plan, probabilities) in enumerate(zip(circuits, plans, distributions)):
+    for circuit, plan, probabilities, own in zip(circuits, plans, distributions, seeds):
         errors = [(cal.qubits[qubits[q]].readout_p10, cal.qubits[qubits[q]].readout_p01) for q, _ in plan]
         distribution = read_out(probabilities, errors)
-        rng = np.random.default_rng(None if seed is None else seed + i)
-        out.append(experiment_result(circuit, plan, distribution, shots, rng, seed, seconds))
+        out.append(experiment_result(circuit, plan, distribution, shots, np.random.default_rng(own), own, seconds))
     return out
 
 

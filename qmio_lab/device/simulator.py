@@ -5,7 +5,6 @@ what QMIO refuses, and samples with the noise of the calibration effective at ru
 """
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,42 +21,11 @@ from qmio_lab import config
 from qmio_lab.device.calibration import Calibration, utc
 from qmio_lab.device.compact import compact
 from qmio_lab.device.device import QmioDevice
-from qmio_lab.device.noise import relax_delays
+from qmio_lab.device.execution import run_noisy
 from qmio_lab.device.rules import check_circuit, check_shots
-from qmio_lab.device.sampling import sample_exactly, terminal_measurements
 from qmio_lab.errors import InvalidCircuitError
 
 _CLOCK_RESOLUTION = timedelta(minutes=1)  # drift over a minute is far below shot noise
-SERIAL_QUBITS = 14  # Aer's own threshold for parallel state updates
-_CHUNK_SECONDS = 0.25  # with progress reporting: about this long between two reports
-
-
-def in_chunks(items: Sequence[Any], run: Callable[[Sequence[Any]], None], counted: Callable[[int], None],
-              seconds: float = _CHUNK_SECONDS) -> None:
-    """``run`` over consecutive slices of ``items``, each sized from the last one's speed to take
-    about ``seconds``, calling ``counted(n)`` after each: progress for a long job at the cost of
-    one extra simulator call per chunk (the first chunk is one item, to measure)."""
-    start, size = 0, 1
-    while start < len(items):
-        chunk = items[start:start + size]
-        t0 = time.perf_counter()
-        run(chunk)
-        per_item = (time.perf_counter() - t0) / len(chunk)
-        start += len(chunk)
-        counted(len(chunk))
-        size = max(1, int(seconds / max(per_item, 1e-6)))
-
-
-def tag(experiment: Any, **values: Any) -> None:
-    """Add entries to an experiment result's metadata so that they survive ``to_dict()``.
-
-    Qiskit keeps ``metadata`` inside the result's private ``_metadata``; assigning the attribute
-    would create a shadow that serialisation (and so the QPU service's clients) never sees.
-    """
-    meta = experiment._metadata.setdefault("metadata", {})
-    if meta is None:
-        meta = experiment._metadata["metadata"] = {}
-    meta.update(values)
 
 
 class QmioSimulatorJob(JobV1):
@@ -158,65 +126,17 @@ class QmioSimulator(BackendV2):
         self, pairs: Iterable[tuple[QuantumCircuit, tuple[int, ...]]], shots: int, cal: Calibration,
         seed: int | None = None, job_id: str = "", progress: Callable[[int], None] | None = None,
     ) -> Result:
-        """:meth:`execute` for circuits already passed through :func:`compact` (with their qubits).
+        """:meth:`execute` for circuits already passed through :func:`compact` (with their qubits),
+        through :func:`~qmio_lab.device.execution.run_noisy` (the path the emulator's noise
+        replay takes too); circuit ``i`` gets the seed ``seed + 2113·i``, as Aer gives a batch.
 
         With ``progress``, circuits run in chunks of about a quarter of a second each and
         ``progress(circuits done)`` follows every chunk, so a long job shows how far it is.
-        Without it, each group of circuits on the same qubits is one Aer call (per-circuit seeds
-        then match Aer's own for a batch).
         """
-        groups: dict[tuple[int, ...], list[tuple[int, QuantumCircuit]]] = {}
-        for i, (small, qubits) in enumerate(pairs):
-            groups.setdefault(qubits, []).append((i, small))
-        ordered: dict[int, Any] = {}
-        exact_qubits = int(config.get("device.exact_sampling_max_qubits"))
-        finished = 0
-
-        def counted(n: int) -> None:  # with progress only
-            nonlocal finished
-            finished += n
-            progress(finished)
-
-        for qubits, items in groups.items():
-            noise = self.device.noise_model(cal, qubits)
-            plans = [terminal_measurements(c, exact_qubits) for _, c in items]
-            exact = [(i, c, plan) for (i, c), plan in zip(items, plans) if plan is not None]
-            shot_by_shot = [(i, c, None) for (i, c), plan in zip(items, plans) if plan is None]
-            for work, sample in ((exact, self._sample_exactly), (shot_by_shot, self._sample_shot_by_shot)):
-                if not work:
-                    continue
-
-                def run(chunk: Sequence[tuple[int, QuantumCircuit, Any]], sample=sample, qubits=qubits,
-                        noise=noise) -> None:
-                    for (i, _, _), exp in zip(chunk, sample(chunk, qubits, shots, cal, noise, seed)):
-                        tag(exp, calibration_id=cal.id, physical_qubits=list(qubits))
-                        ordered[i] = exp
-
-                if progress is None:
-                    run(work)
-                else:
-                    in_chunks(work, run, counted)
+        results = run_noisy(self._aer, pairs, shots, cal, lambda qubits: self.device.noise_model(cal, qubits),
+                            seed, dt=self.device.dt, progress=progress)
         return Result(
             backend_name=self.name, backend_version=self.backend_version, job_id=job_id,
-            success=True, results=[ordered[i] for i in sorted(ordered)],
-            date=datetime.now(timezone.utc).isoformat(),
+            success=True, results=results, date=datetime.now(timezone.utc).isoformat(),
             calibration_id=cal.id, calibration_age_s=cal.age.total_seconds(),
         )
-
-    def _sample_exactly(self, work: Sequence[tuple[int, QuantumCircuit, Any]], qubits: tuple[int, ...],
-                        shots: int, cal: Calibration, noise: Any, seed: int | None) -> list[Any]:
-        return sample_exactly(self._aer, [c for _, c, _ in work], [plan for _, _, plan in work],
-                              qubits, shots, cal, noise, seed, self.device.dt)
-
-    def _sample_shot_by_shot(self, work: Sequence[tuple[int, QuantumCircuit, Any]], qubits: tuple[int, ...],
-                             shots: int, cal: Calibration, noise: Any, seed: int | None) -> list[Any]:
-        # Small circuits gain nothing from OpenMP, and its idle threads spin on the cores the
-        # service's other threads need; wide ones get every core.
-        threads = 1 if len(qubits) <= SERIAL_QUBITS else 0
-        res = self._aer.run(
-            [relax_delays(c, qubits, cal, self.device.dt) for _, c, _ in work], shots=shots,
-            noise_model=noise, seed_simulator=seed, max_parallel_threads=threads,
-        ).result()
-        if not res.success:
-            raise RuntimeError(f"simulation failed: {res.status}")
-        return res.results

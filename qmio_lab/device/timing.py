@@ -17,7 +17,7 @@ from qiskit import QuantumCircuit
 
 from qmio_lab import config
 from qmio_lab.device.sampling import terminal_measurements
-from qmio_lab.device.simulator import SERIAL_QUBITS
+from qmio_lab.device.execution import SERIAL_QUBITS
 
 
 @dataclass(frozen=True)

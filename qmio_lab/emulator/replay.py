@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qiskit import QuantumCircuit, transpile
-from qiskit_aer.noise import NoiseModel
 
 from qmio_lab import config
 from qmio_lab.device.calibration import Calibration
-from qmio_lab.device.noise import build_noise_model, relax_delays
 from qmio_lab.device.compact import compact
 from qmio_lab.device.rules import is_native
 from qmio_lab.device.target import build_target
@@ -57,7 +55,8 @@ def resolve_noise(
 def to_device(
     circuit: QuantumCircuit, cal: Calibration, seed: int | None = None,
 ) -> tuple[QuantumCircuit, tuple[int, ...]]:
-    """The circuit compiled for the chip under ``cal``, compacted to the qubits it uses.
+    """The circuit compiled for the chip under ``cal``, compacted to the qubits it uses: what
+    :func:`~qmio_lab.device.execution.run_noisy` takes, as the QPU's compiler gives it.
 
     Returns the compact circuit and the physical qubit of each of its qubits.
     """
@@ -72,10 +71,4 @@ def to_device(
             circuit, target=build_target(cal, dt), optimization_level=1,
             seed_transpiler=0 if seed is None else seed,
         )
-    small, qubits = compact(circuit, dt)
-    return relax_delays(small, qubits, cal, dt), qubits
-
-
-def noise_for(cal: Calibration, qubits: tuple[int, ...]) -> NoiseModel:
-    """Aer noise of the physical ``qubits`` under ``cal``, renumbered 0..k-1 like the circuit."""
-    return build_noise_model(cal, qubits)
+    return compact(circuit, dt)

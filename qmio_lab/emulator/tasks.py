@@ -16,10 +16,12 @@ from qiskit import QuantumCircuit, qpy
 from qiskit.result.models import ExperimentResult
 from qiskit_aer import AerSimulator
 
+from qmio_lab import config
 from qmio_lab.device.calibration import Calibration
-from qmio_lab.device.simulator import tag
+from qmio_lab.device.execution import circuit_seed, run_noisy, tag
+from qmio_lab.device.noise import build_noise_model
 from qmio_lab.emulator import wire
-from qmio_lab.emulator.replay import noise_for, to_device
+from qmio_lab.emulator.replay import to_device
 
 Payload = bytes | list[QuantumCircuit] | wire.CompactBatch  # what pack() makes
 
@@ -59,28 +61,22 @@ def _simulator(spec: BatchSpec) -> AerSimulator:
 
 
 def _run(sim: AerSimulator, circuits: Sequence[QuantumCircuit | wire.CompactCircuit], spec: BatchSpec,
-         first_seed: int | None, noise_model: Any = None) -> list[ExperimentResult]:
-    """One Aer call for all circuits; with a seed, one call per circuit so that circuit i always
-    gets seed + i, however the job was cut into batches. Compact circuits skip Aer's Python
-    assembly (see :mod:`qmio_lab.emulator.wire`)."""
+         first_seed: int | None) -> list[ExperimentResult]:
+    """One noiseless Aer call for all circuits. Aer seeds the circuits of a call
+    ``first_seed + 2113·i``, the job-wide rule (:func:`~qmio_lab.device.execution.circuit_seed`),
+    so the counts do not depend on how the job was cut into batches. Compact circuits skip
+    Aer's Python assembly (see :mod:`qmio_lab.emulator.wire`)."""
     options: dict[str, Any] = {"shots": spec.shots}
-    if noise_model is not None:
-        options["noise_model"] = noise_model
-    if first_seed is None:
-        calls = [(list(circuits), {})]
+    if first_seed is not None:
+        options["seed_simulator"] = first_seed
+    if circuits and isinstance(circuits[0], wire.CompactCircuit):
+        result = wire.run(sim, list(circuits), **options)
     else:
-        calls = [([c], {"seed_simulator": first_seed + i}) for i, c in enumerate(circuits)]
-    out: list[ExperimentResult] = []
-    for chunk, seed in calls:
-        if isinstance(chunk[0], wire.CompactCircuit):
-            result = wire.run(sim, chunk, **options, **seed)
-        else:
-            result = sim.run(chunk, **options, **seed).result()
-        if not result.success:
-            failed = [r.status for r in result.results if not r.success] or [result.status]
-            raise RuntimeError(f"Aer could not simulate the batch: {failed[0]}")
-        out.extend(result.results)
-    return out
+        result = sim.run(list(circuits), **options).result()
+    if not result.success:
+        failed = [r.status for r in result.results if not r.success] or [result.status]
+        raise RuntimeError(f"Aer could not simulate the batch: {failed[0]}")
+    return list(result.results)
 
 
 def pack(circuits: Sequence[QuantumCircuit], compact: bool = True) -> Payload:
@@ -119,35 +115,24 @@ def run_batch(payload: Payload, spec: BatchSpec, first_index: int,
                          "pack(circuits, compact=False)")
     circuits = unpack(payload)
     sim = _simulator(spec)
-    seed = None if spec.seed is None else spec.seed + first_index
+    seed = circuit_seed(spec.seed, first_index)
     where = _where()
-    tags = {"method": spec.method, "precision": spec.precision, "batch": batch_index, **where}
+    tags = {"precision": spec.precision, "batch": batch_index, **where}
     if spec.noise is None:
         results = _run(sim, list(circuits), spec, seed)
     else:
         results = _run_with_noise(sim, circuits, spec, spec.noise, seed)
-        tags["calibration_id"] = spec.noise.id
-    for i, exp in enumerate(results):
-        tag(exp, **tags, index=first_index + i)
+    for i, exp in enumerate(results):  # replay's exact sampler takes the density matrix
+        method = "density_matrix" if (exp.metadata or {}).get("exact_distribution") else spec.method
+        tag(exp, **tags, method=method, index=first_index + i)
     return results
 
 
 def _run_with_noise(sim: AerSimulator, circuits: Sequence[QuantumCircuit], spec: BatchSpec,
                     cal: Calibration, seed: int | None) -> list[ExperimentResult]:
-    """Compile each circuit for the chip, then simulate circuits on the same physical qubits
-    together under those qubits' noise; results come back in input order."""
-    groups: dict[tuple[int, ...], list[tuple[int, QuantumCircuit]]] = {}
-    for i, circuit in enumerate(circuits):
-        small, qubits = to_device(circuit, cal, spec.seed)
-        groups.setdefault(qubits, []).append((i, small))
-    ordered: dict[int, ExperimentResult] = {}
-    for qubits, items in groups.items():
-        model = noise_for(cal, qubits)
-        if seed is None:
-            res = _run(sim, [c for _, c in items], spec, None, model)
-        else:  # keep seed + i per circuit even though groups reorder them
-            res = [_run(sim, [c], spec, seed + i, model)[0] for i, c in items]
-        for (i, _), exp in zip(items, res):
-            ordered[i] = exp
-            tag(exp, physical_qubits=list(qubits))
-    return [ordered[i] for i in range(len(circuits))]
+    """Compile each circuit for the chip, then run them the way the QPU does
+    (:func:`~qmio_lab.device.execution.run_noisy`: its grouping by physical qubits, exact sampler,
+    shot loop and seeds), with this batch's Aer options; results come back in input order."""
+    pairs = [to_device(circuit, cal, spec.seed) for circuit in circuits]
+    return run_noisy(sim, pairs, spec.shots, cal, lambda qubits: build_noise_model(cal, qubits), seed,
+                     dt=float(config.get("device.dt")), threads=0 if spec.parallel else 1)
