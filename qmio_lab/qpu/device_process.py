@@ -7,8 +7,9 @@ the simulation uses a core of its own and the service stays responsive; if the s
 crashes (or the kernel kills it for memory), the job in hand fails with a clear message, the
 service lives on and the next job gets a fresh simulator.
 
-The pipe carries JSON headers and QPY bytes, never pickle; while a job of several circuits runs,
-the child sends its progress (circuits done) a few times a second. The child keeps the compact native
+The pipe carries JSON headers and QPY bytes, never pickle; every frame the child sends starts
+with its kind (:class:`Reply`). While a job of several circuits runs, the child sends its
+progress (circuits done) a few times a second. The child keeps the compact native
 circuits (templates) and calibrations it has seen, so a hybrid loop resubmitting one circuit
 with new parameter values sends only a key and the values.
 """
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -41,6 +43,24 @@ _CALIBRATIONS_KEPT = 16
 _START_TIMEOUT_S = 120.0
 _PROGRESS_EVERY_S = 0.2  # the child reports a long job's progress at most this often
 _PROGRESS_MIN_CIRCUITS = 8  # ... when it has at least this many circuits
+
+
+class Reply(Enum):
+    """What a frame from the simulator process is: its first byte, then the payload."""
+
+    READY = b"S"  # started, Aer imported: jobs may come
+    MISSING = b"M"  # JSON {"templates": [keys], "calibration": bool}: it lacks these, send them
+    PROGRESS = b"P"  # circuits done so far (decimal)
+    RESULT = b"R"  # the result body (JSON)
+    REFUSED = b"Q"  # the device refused the job: a message for the user
+    FAILED = b"E"  # the simulation raised: an internal error
+
+    def frame(self, payload: bytes = b"") -> bytes:
+        return self.value + payload
+
+    @staticmethod
+    def read(frame: bytes) -> tuple[Reply, bytes]:
+        return Reply(frame[:1]), frame[1:]
 
 
 @dataclass(frozen=True)
@@ -167,20 +187,23 @@ class DeviceProcess:
         self.start()
         conn = self._conn
         assert conn is not None
-        deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
         try:
             if not self._ready:
                 if not conn.poll(_START_TIMEOUT_S):
                     raise EOFError("no answer")
-                conn.recv_bytes()  # b"ready"
+                Reply.read(conn.recv_bytes())  # READY
                 self._ready = True
-            reply = self._exchange(conn, job_id, programs, shots, cal, resend=False, deadline=deadline)
-            if reply[:1] == b"M":  # it forgot something we thought it kept: send everything
-                reply = self._exchange(conn, job_id, programs, shots, cal, resend=True, deadline=deadline)
-            while reply[:1] == b"P":  # progress, then (eventually) the answer
+            # the time limit counts the job's own simulation, not the start of a fresh simulator
+            deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+            kind, payload = Reply.read(self._exchange(conn, job_id, programs, shots, cal, resend=False,
+                                                      deadline=deadline))
+            if kind is Reply.MISSING:  # it forgot something we thought it kept: send everything
+                kind, payload = Reply.read(self._exchange(conn, job_id, programs, shots, cal, resend=True,
+                                                          deadline=deadline))
+            while kind is Reply.PROGRESS:  # progress, then (eventually) the answer
                 if on_progress is not None:
-                    on_progress(int(reply[1:]))
-                reply = self._receive(conn, job_id, deadline)
+                    on_progress(int(payload))
+                kind, payload = Reply.read(self._receive(conn, job_id, deadline))
         except (EOFError, OSError) as exc:
             stopped = self._stop_for(job_id)
             if stopped is not None:
@@ -201,10 +224,9 @@ class DeviceProcess:
                 "it has been restarted: resubmit the job. If it happens again with this job, its "
                 "circuits may need more memory than the service machine has."
             ) from exc
-        kind, payload = reply[:1], reply[1:]
-        if kind == b"R":
+        if kind is Reply.RESULT:
             return payload.decode()
-        if kind == b"Q":
+        if kind is Reply.REFUSED:
             raise QmioError(payload.decode())
         raise DeviceProcessError(f"internal error while simulating the job: {payload.decode()}")
 
@@ -265,7 +287,7 @@ def serve_device(conn: Connection, seed: int) -> None:
     calibrations: LRU[str, Calibration] = LRU(_CALIBRATIONS_KEPT)
     simulator: QmioSimulator | None = None
     try:
-        conn.send_bytes(b"ready")
+        conn.send_bytes(Reply.READY.frame())
     except OSError:  # the service stopped before we were up
         return
     while True:
@@ -283,7 +305,8 @@ def serve_device(conn: Connection, seed: int) -> None:
             cal = calibrations.get(header["calibration_key"])
             missing = [p["key"] for p in header["programs"] if p["key"] not in templates]
             if cal is None or missing:
-                conn.send_bytes(b"M" + json.dumps({"templates": missing, "calibration": cal is None}).encode())
+                conn.send_bytes(Reply.MISSING.frame(json.dumps({"templates": missing,
+                                                                "calibration": cal is None}).encode()))
                 continue
             if simulator is None:
                 simulator = QmioSimulator(QmioDevice(seed=seed, history=[cal]))
@@ -294,12 +317,12 @@ def serve_device(conn: Connection, seed: int) -> None:
                 pairs.extend((bound, qubits) for bound in _bind(template, p["names"], p["rows"]))
             result = simulator.execute_compact(pairs, header["shots"], cal, job_id=header["job_id"],
                                                progress=_reporter(conn, len(pairs)))
-            reply = b"R" + json.dumps(result_body(result, cal)).encode()
+            reply = Reply.RESULT.frame(json.dumps(result_body(result, cal)).encode())
         except QmioError as exc:
-            reply = b"Q" + str(exc).encode()
+            reply = Reply.REFUSED.frame(str(exc).encode())
         except Exception as exc:  # reported to the service, which fails the job
             log.exception("simulation of job %s failed", header.get("job_id"))
-            reply = b"E" + f"{type(exc).__name__}: {exc}".encode()
+            reply = Reply.FAILED.frame(f"{type(exc).__name__}: {exc}".encode())
         try:
             conn.send_bytes(reply)
         except OSError:  # the service is gone (stopped, or killed): nobody waits for this result
@@ -307,7 +330,7 @@ def serve_device(conn: Connection, seed: int) -> None:
 
 
 def _reporter(conn: Connection, total: int) -> Callable[[int], None] | None:
-    """Progress frames (b"P" + circuits done) for a job of many circuits, at most one per
+    """Progress frames (circuits done) for a job of many circuits, at most one per
     ``_PROGRESS_EVERY_S``. A job of a few circuits (a hybrid loop's usual call) runs in one piece:
     reporting would cost it an extra simulator call, to time the first chunk."""
     if total < _PROGRESS_MIN_CIRCUITS:
@@ -318,7 +341,7 @@ def _reporter(conn: Connection, total: int) -> Callable[[int], None] | None:
         nonlocal last
         now = time.monotonic()
         if done < total and now - last >= _PROGRESS_EVERY_S:
-            conn.send_bytes(b"P%d" % done)
+            conn.send_bytes(Reply.PROGRESS.frame(b"%d" % done))
             last = now
     return report
 
