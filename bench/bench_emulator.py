@@ -42,7 +42,7 @@ from qmio_lab.emulator.tasks import BatchSpec, pack, run_batch
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_SCRIPT = ROOT / "tests" / "slurm" / "slurm.sh"
 sys.path.insert(0, str(ROOT / "tests"))
-from slurm.fixtures import start_two_workers  # noqa: E402 - the tests' two SLURM workers
+from support.slurm import start_two_workers  # noqa: E402 - the tests' two SLURM workers
 RESULTS = Path(__file__).with_name("results_emulator.json")
 SHOTS = 1000
 

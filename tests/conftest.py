@@ -15,8 +15,8 @@ import pytest  # noqa: E402
 
 from qmio_lab import config  # noqa: E402
 from qmio_lab.device import QmioDevice  # noqa: E402
-from moments import MONDAY  # noqa: E402
-from slurm.fixtures import slurm_session  # noqa: E402
+from support.moments import MONDAY  # noqa: E402
+from support.slurm import slurm_session  # noqa: E402
 
 config.refresh()  # in case a plugin imported qmio_lab before this file
 
@@ -28,5 +28,5 @@ def device() -> QmioDevice:
 
 @pytest.fixture(scope="session")
 def slurm_conf() -> Iterator[str]:
-    """One real SLURM for the whole run (starting one costs ~20 s); see tests/slurm/fixtures.py."""
+    """One real SLURM for the whole run (starting one costs ~20 s); see tests/support/slurm.py."""
     yield from slurm_session()

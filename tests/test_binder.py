@@ -15,8 +15,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from missing import missing
-from service_process import stop_local_service
+from support.missing import missing
+from support.services import stop_local_service
 from support.notebooks import read_back, with_read_back
 
 ROOT = Path(__file__).resolve().parent.parent

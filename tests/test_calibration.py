@@ -7,7 +7,7 @@ from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.generation import coherence_limited_error
 from qmio_lab.errors import CalibrationError
 
-from moments import MONDAY
+from support.moments import MONDAY
 
 
 def _many_snapshots(n_seeds: int = 60) -> list[Calibration]:
@@ -102,7 +102,7 @@ def test_two_calibrations_in_one_second_keep_distinct_ids():
     from datetime import timedelta
 
     from qmio_lab.device import QmioDevice
-    from moments import MONDAY
+    from support.moments import MONDAY
 
     device = QmioDevice(seed=5, calibrated_at=MONDAY)
     again = device.calibrate(at=MONDAY + timedelta(milliseconds=300))

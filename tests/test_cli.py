@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import getpass
 import html
-import importlib.util
 import json
 import os
 import re
@@ -23,22 +22,18 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
-import qmio_lab
 from qmio_lab import __version__
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.schedule import CalibrationSchedule
 
-from circuits import BELL_QASM2
-from cli_support import (
-    QMIO, QUIET_TIME, LoggedProcess, accepts_connections, discovery, free_port, get_json,
-    isolated_env, pid_alive, run_qmio, wait_for,
-)
-from missing import missing
-from service_process import stop_pid
+from support.circuits import BELL_QASM2
+from support.cli import (
+    QMIO, QUIET_TIME, LoggedProcess, accepts_connections, descendants, discovery, free_port, get_json,
+    isolated_env, lab_env, pid_alive, run_qmio, start_lab, wait_for,
+)  # noqa: F401 - lab_env is a fixture
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -334,44 +329,6 @@ def page_config(text: str) -> dict:
     m = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', text, re.S)
     assert m, text[:2000]
     return json.loads(html.unescape(m[1]))
-
-
-def descendants(pid: int) -> dict[int, str]:
-    return {p.pid: " ".join(p.cmdline()) for p in psutil.Process(pid).children(recursive=True)}
-
-
-@pytest.fixture
-def lab_env(tmp_path):
-    if importlib.util.find_spec("jupyterlab") is None:
-        missing("JupyterLab (pip install -e '.[test]', as make test does)")
-    if not (Path(qmio_lab.__file__).parent / "labextension" / "package.json").exists():
-        missing("the built qmio-lab JupyterLab extension (make labextension, or pip install . without "
-                "SKIP_JUPYTER_BUILDER)")
-    env = isolated_env(tmp_path / "home")
-    yield env
-    # the QPU service `qmio lab` started outlives it by design (kernels share it): stop it here
-    disc = Path(env["QMIO_LAB_HOME"]) / "qpu" / "service.json"
-    if disc.exists():
-        stop_pid(int(json.loads(disc.read_text())["pid"]))
-
-
-def start_lab(env: dict[str, str], *args: str) -> tuple[LoggedProcess, str, str]:
-    port = free_port()
-    home = Path(env["HOME"])
-    lab = LoggedProcess([*QMIO, "lab", "--port", str(port), *args], env, home / "lab.log")
-    line = lab.wait_log("JupyterLab: http", timeout=120)
-    url, token = re.search(r"JupyterLab: (http://127\.0\.0\.1:\d+)/lab\?token=([0-9a-f]+)", line).groups()
-    assert url == f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        assert lab.proc.poll() is None, lab.log()
-        try:
-            return requests.get(f"{url}/api/status", params={"token": token}, timeout=2).ok
-        except requests.ConnectionError:
-            return False
-
-    wait_for(answers, 90, f"JupyterLab did not answer on {url}:\n{lab.log()}", interval=0.2)
-    return lab, url, token
 
 
 @pytest.mark.slow

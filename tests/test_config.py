@@ -22,9 +22,9 @@ import yaml
 
 from qmio_lab.device import Calibration, QmioDevice
 
-from circuits import BELL_QASM2
-from cli_support import QUIET_TIME, free_port, isolated_env, run_qmio, serve_qpu
-from service_process import USERS, ServiceProcess
+from support.circuits import BELL_QASM2
+from support.cli import QUIET_TIME, free_port, isolated_env, run_qmio, serve_qpu
+from support.services import USERS, ServiceProcess
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -13,7 +13,7 @@ from qiskit.providers import JobStatus
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.emulator import EmulatorBackend
 from qmio_lab.errors import EmulatorJobError, EmulatorMemoryError, InvalidCircuitError
-from circuits import basis_state, ghz
+from support.circuits import basis_state, ghz
 
 GiB = 2**30
 

@@ -27,9 +27,9 @@ from qmio_lab.emulator import cluster as clusters
 from qmio_lab.errors import EmulatorClusterError
 from qmio_lab.lab import write_tls
 
-from cli_support import get_json
-from slurm.fixtures import diagnostics, two_worker_settings
-from test_cli import descendants, lab_env, start_lab  # noqa: F401  (lab_env is a fixture)
+from support.cli import get_json
+from support.slurm import diagnostics, two_worker_settings
+from support.cli import descendants, lab_env, start_lab  # noqa: F401  (lab_env is a fixture)
 
 TLS_ENV = ("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT",
            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY", "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION")

@@ -14,8 +14,8 @@ import pytest
 
 from qmio_lab.device import QmioDevice
 from qmio_lab.emulator import EmulatorBackend
-from slurm.fixtures import SCRIPT, diagnostics, start_two_workers
-from circuits import basis_state, ghz
+from support.slurm import SCRIPT, diagnostics, start_two_workers
+from support.circuits import basis_state, ghz
 
 pytestmark = pytest.mark.slurm
 

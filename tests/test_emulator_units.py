@@ -14,7 +14,7 @@ from qmio_lab.emulator.memory import (
 from qmio_lab.emulator.replay import resolve_noise, to_device
 from qmio_lab.emulator.runner import batch_size, plan_batches
 from qmio_lab.errors import CalibrationError, EmulatorClusterError, EmulatorMemoryError
-from circuits import ghz
+from support.circuits import ghz
 
 GiB = 2**30
 

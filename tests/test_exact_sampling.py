@@ -5,7 +5,7 @@ from __future__ import annotations
 import dask.config
 import numpy as np
 import pytest
-from circuits import bell, ghz
+from support.circuits import bell, ghz
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister, transpile
 from qiskit.circuit.random import random_circuit
 from scipy.stats import chi2_contingency

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from kernel_ws import run_in_new_kernel
-from missing import missing
+from support.kernel_ws import run_in_new_kernel
+from support.missing import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "jupyterhub" / "jupyterhub_config.py"

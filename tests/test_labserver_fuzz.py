@@ -4,7 +4,7 @@ Every route of ``qmio_lab.labserver.routes.ROUTES``, with every method it accept
 does not), gets a few hundred generated requests (seeded, so a failure names a case to replay):
 bodies that are not JSON or not objects, 10,000 levels of nesting, invalid UTF-8 and lone
 surrogates, every field with values of the wrong type, unknown and missing fields, oversized
-bodies and programs, the QASM bombs, include paths and mutations of ``tests/hostile_inputs.py``
+bodies and programs, the QASM bombs, include paths and mutations of ``tests/support/hostile_inputs.py``
 for the submit route, odd query values and odd job ids. Each must be answered within 5 s with a
 4xx whose JSON body's ``error`` says what is wrong (a 2xx where the input is in fact valid),
 never a 5xx; afterwards the extension still reports the QPU and takes a Bell job.
@@ -25,8 +25,9 @@ from urllib.parse import quote
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from hostile_inputs import BIG, INCLUDES, hostile_cases
-from labserver_service import BELL_QASM, local_service
+from support.hostile_inputs import BIG, INCLUDES, hostile_cases
+from support.circuits import BELL_QASM2 as BELL_QASM
+from support.services import local_service
 from qmio_lab.labserver.manager import MAX_JOBS_LISTED, MAX_QASM_CHARS
 from qmio_lab.labserver.routes import MAX_BODY_BYTES, ROUTES
 from qmio_lab.qpu import QPUClient

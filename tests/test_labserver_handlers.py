@@ -16,7 +16,8 @@ from qmio_lab.device import Topology
 from qmio_lab.labserver.routes import ROUTES
 from qmio_lab.qpu import QPUClient, launcher
 
-from labserver_service import BELL_QASM, local_service
+from support.circuits import BELL_QASM2 as BELL_QASM
+from support.services import local_service
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -26,9 +26,9 @@ import yaml
 import qmio_lab.emulator  # noqa: F401  (registers the jobqueue.* defaults before any dask.config.set)
 from qmio_lab.labserver.emulator_state import EmulatorWatch
 
-from circuits import BELL_QASM2
-from cli_support import JupyterServer, isolated_env, wait_for
-from slurm.fixtures import diagnostics, start_two_workers, two_worker_settings
+from support.circuits import BELL_QASM2
+from support.cli import JupyterServer, isolated_env, wait_for
+from support.slurm import diagnostics, start_two_workers, two_worker_settings
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 

@@ -6,7 +6,7 @@ from IPython.core.error import UsageError
 
 from qmio_lab.magics.cells import cell_circuits, cell_language
 from qmio_lab.magics.running import RunRequest, check_request
-from test_magics_support import BELL_QASM2, BELL_QASM3
+from support.circuits import BELL_QASM2, BELL_QASM3
 
 
 def test_language_detection():

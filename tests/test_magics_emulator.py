@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from test_magics_support import BELL_QASM2, BELL_QASM3, Kernel
+from support.circuits import BELL_QASM2, BELL_QASM3
+from support.kernels import Kernel
 
 MG = "get_ipython().magics_manager.registry['QmioMagics']"
 @pytest.fixture(scope="module")

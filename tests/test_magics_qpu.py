@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from test_magics_support import BELL_QASM2, BELL_QASM3, Kernel
+from support.circuits import BELL_QASM2, BELL_QASM3
+from support.kernels import Kernel
 
 MG = "get_ipython().magics_manager.registry['QmioMagics']"
 

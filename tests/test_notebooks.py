@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from moments import packaged_calendar_env
-from service_process import stop_local_service
+from support.moments import packaged_calendar_env
+from support.services import stop_local_service
 from support.notebooks import read_back, with_read_back
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"

@@ -8,9 +8,9 @@ import time
 from datetime import datetime
 
 
-from service_process import ServiceProcess
-from circuits import bell
-from moments import packaged_calendar_env
+from support.services import ServiceProcess
+from support.circuits import bell
+from support.moments import packaged_calendar_env
 
 CALENDAR = packaged_calendar_env()
 

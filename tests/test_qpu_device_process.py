@@ -9,11 +9,11 @@ import time
 
 import psutil
 import pytest
-from circuits import bell
+from support.circuits import bell
 from qiskit import QuantumCircuit, transpile
 from qiskit.circuit import Parameter
 from qiskit.circuit.random import random_circuit
-from service_process import ServiceProcess
+from support.services import ServiceProcess
 
 from qmio_lab.device import QmioDevice
 from qmio_lab.device.compact import compact

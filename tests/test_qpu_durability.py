@@ -7,8 +7,8 @@ import time
 from qiskit import transpile
 
 from qmio_lab.device import QmioDevice
-from circuits import ghz
-from service_process import ServiceProcess
+from support.circuits import ghz
+from support.services import ServiceProcess
 
 
 def test_kill9_with_200_queued_jobs_then_restart(tmp_path):

@@ -12,7 +12,7 @@ from qiskit import QuantumCircuit
 
 import qmio_lab
 from qmio_lab.qpu import launcher
-from service_process import stop_local_service
+from support.services import stop_local_service
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The queue service under careless and hostile input (issue 13), as a real process over HTTP.
 
-Over a thousand generated requests (tests/hostile_inputs.py: QASM 2 and 3 mutations, register
+Over a thousand generated requests (tests/support/hostile_inputs.py: QASM 2 and 3 mutations, register
 and gate bombs, include paths, QPY with extreme headers, JSON type confusion, odd query values)
 plus the cases reported against the service. Each must get a 4xx with a JSON ``error`` within
 5 s (a mutant that is still a valid program may be accepted instead), never a 5xx; the
@@ -19,9 +19,9 @@ from urllib.parse import urlparse
 import psutil
 import pytest
 
-from circuits import bell
-from hostile_inputs import Case, encode, hostile_cases
-from service_process import USERS, ServiceProcess
+from support.circuits import bell
+from support.hostile_inputs import Case, encode, hostile_cases
+from support.services import USERS, ServiceProcess
 
 TREE_LIMIT = 1.5 * 2**30
 ANSWER_WITHIN_S = 5.0

@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from qmio_lab.qpu import QPUClient
-from circuits import BELL_QASM2
-from cli_support import QUIET_TIME
-from service_process import ServiceProcess
+from support.circuits import BELL_QASM2
+from support.cli import QUIET_TIME
+from support.services import ServiceProcess
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,9 +19,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from qiskit.circuit.random import random_circuit
 
-from circuits import BELL_QASM2
-from cli_support import QUIET_TIME, wait_for
-from service_process import USERS, ServiceProcess
+from support.circuits import BELL_QASM2
+from support.cli import QUIET_TIME, wait_for
+from support.services import USERS, ServiceProcess
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -8,8 +8,8 @@ import pytest
 from qiskit import QuantumCircuit, qasm2, qasm3
 
 from qmio_lab.qpu import QPUBackend, QPUServiceError
-from service_process import ServiceProcess
-from circuits import bell
+from support.services import ServiceProcess
+from support.circuits import bell
 
 QASM2_GHZ = """OPENQASM 2.0;
 include "qelib1.inc";

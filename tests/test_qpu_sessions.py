@@ -12,8 +12,8 @@ from qiskit.quantum_info import SparsePauliOp
 import qmio_lab
 from qmio_lab.qpu import QPUBackend, QPUServiceError
 from qmio_lab.sessions import Session
-from service_process import ServiceProcess
-from circuits import bell
+from support.services import ServiceProcess
+from support.circuits import bell
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from qmio_lab.qpu.slurm_gate import SlurmGate, SlurmGateRefused
-from service_process import USERS, ServiceProcess
-from slurm.fixtures import diagnostics
+from support.services import USERS, ServiceProcess
+from support.slurm import diagnostics
 
 pytestmark = pytest.mark.slurm
 

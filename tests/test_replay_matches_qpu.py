@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dask.config
 import pytest
-from circuits import basis_state, bell, ghz
+from support.circuits import basis_state, bell, ghz
 from distributed import Client, LocalCluster
 from qiskit import QuantumCircuit, transpile
 from qiskit.circuit.random import random_circuit

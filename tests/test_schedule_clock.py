@@ -4,7 +4,7 @@ import pytest
 
 from qmio_lab.device import CalibrationSchedule
 from qmio_lab.qpu.clock import SimClock
-from moments import packaged_calendar
+from support.moments import packaged_calendar
 
 UTC = timezone.utc
 

@@ -8,8 +8,8 @@ from qiskit.exceptions import QiskitError
 from qmio_lab.device import QmioDevice, QmioSimulator
 from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 
-from circuits import ghz
-from moments import MONDAY
+from support.circuits import ghz
+from support.moments import MONDAY
 
 SHOTS = 4000
 

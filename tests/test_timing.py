@@ -7,7 +7,7 @@ from qiskit import QuantumCircuit, transpile
 from qmio_lab.device import QmioDevice
 from qmio_lab.device.timing import CircuitProfile, TimingModel
 
-from circuits import ghz
+from support.circuits import ghz
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from labserver_service import local_service  # noqa: E402
-from missing import missing  # noqa: E402
+from support.services import local_service  # noqa: E402
+from support.missing import missing  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

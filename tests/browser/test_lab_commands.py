@@ -19,10 +19,10 @@ import requests
 
 try:
     from playwright.sync_api import expect
-except ImportError:  # the `browser` fixture reports it through tests/missing.py
+except ImportError:  # the `browser` fixture reports it through tests/support/missing.py
     expect = None
 
-from circuits import BELL_QASM2, BELL_QASM3
+from support.circuits import BELL_QASM2, BELL_QASM3
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -14,7 +14,7 @@ import requests
 from playwright.sync_api import expect
 
 from conftest import ARTIFACTS
-from labserver_service import stop_pid
+from support.services import stop_pid
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from circuits import BELL_QASM2, BELL_QASM3
+from support.circuits import BELL_QASM2, BELL_QASM3
 
 GHZ_QASM2 = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\nh q[0];\ncx q[0],q[1];\ncx q[1],q[2];\nmeasure q -> c;\n'
 GATES_QASM2 = ('OPENQASM 2.0;\ninclude "qelib1.inc";\ngate majority a,b,c { cx c,b; cx c,a; ccx a,b,c; }\n'
@@ -133,7 +133,7 @@ def _qpy(rng: random.Random) -> list[Case]:
     from qiskit import qpy
     import io
 
-    from circuits import bell
+    from support.circuits import bell
 
     buf = io.BytesIO()
     qpy.dump(bell(), buf)

@@ -12,9 +12,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from missing import missing
+from support.missing import missing
 
-SCRIPT = Path(__file__).with_name("slurm.sh")
+SCRIPT = Path(__file__).resolve().parents[1] / "slurm" / "slurm.sh"
 
 
 def two_worker_settings(workdir: Path) -> dict:

@@ -1,4 +1,10 @@
-"""A real QPU service process for integration tests (no fakes: real HTTP, real SQLite file)."""
+"""Real QPU services for the tests (no fakes: real HTTP, real SQLite file).
+
+``ServiceProcess`` runs a private ``qmio qpu serve`` with its own users, database and settings;
+``local_service`` starts the local service the way kernels and the lab server find it
+(``$QMIO_LAB_HOME/qpu/service.json``). Both are stopped by pid, because the local service
+outlives its starter by design.
+"""
 from __future__ import annotations
 
 import json
@@ -7,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import requests
 
@@ -112,3 +120,28 @@ def stop_local_service(home: Path) -> None:
     disc = home / "qpu" / "service.json"
     if disc.exists():
         stop_pid(int(json.loads(disc.read_text())["pid"]))
+
+
+@contextmanager
+def local_service(home: Path) -> Iterator[dict]:
+    """Start the local service with ``QMIO_LAB_HOME=home``; yields its discovery record."""
+    from qmio_lab.qpu import launcher
+
+    old = os.environ.get("QMIO_LAB_HOME")
+    os.environ["QMIO_LAB_HOME"] = str(home)
+    for var in ("QMIO_QPU_URL", "QMIO_QPU_TOKEN"):
+        os.environ.pop(var, None)
+    launcher.reset_default_client()
+    info: dict = {}
+    try:
+        launcher.default_client()
+        info = json.loads(launcher.discovery_file().read_text())
+        yield info
+    finally:
+        launcher.reset_default_client()
+        if info.get("pid"):
+            stop_pid(int(info["pid"]))
+        if old is None:
+            os.environ.pop("QMIO_LAB_HOME", None)
+        else:
+            os.environ["QMIO_LAB_HOME"] = old

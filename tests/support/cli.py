@@ -6,8 +6,10 @@ developer's own configuration.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,7 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
+import pytest
 import requests
+
+import qmio_lab
+from support.missing import missing
+from support.services import stop_pid
 
 QMIO = [sys.executable, "-m", "qmio_lab.cli"]
 T = TypeVar("T")
@@ -189,3 +197,42 @@ def serve_qpu(env: dict[str, str], *args: str, name: str = "qpu") -> tuple[Logge
 
     info = wait_for(found, 60, f"qmio qpu serve did not start:\n{proc.log()}")
     return proc, info["url"], info["token"]
+
+
+# ---- qmio lab ---------------------------------------------------------------------------------
+def descendants(pid: int) -> dict[int, str]:
+    return {p.pid: " ".join(p.cmdline()) for p in psutil.Process(pid).children(recursive=True)}
+
+
+@pytest.fixture
+def lab_env(tmp_path):
+    if importlib.util.find_spec("jupyterlab") is None:
+        missing("JupyterLab (pip install -e '.[test]', as make test does)")
+    if not (Path(qmio_lab.__file__).parent / "labextension" / "package.json").exists():
+        missing("the built qmio-lab JupyterLab extension (make labextension, or pip install . without "
+                "SKIP_JUPYTER_BUILDER)")
+    env = isolated_env(tmp_path / "home")
+    yield env
+    # the QPU service `qmio lab` started outlives it by design (kernels share it): stop it here
+    disc = Path(env["QMIO_LAB_HOME"]) / "qpu" / "service.json"
+    if disc.exists():
+        stop_pid(int(json.loads(disc.read_text())["pid"]))
+
+
+def start_lab(env: dict[str, str], *args: str) -> tuple[LoggedProcess, str, str]:
+    port = free_port()
+    home = Path(env["HOME"])
+    lab = LoggedProcess([*QMIO, "lab", "--port", str(port), *args], env, home / "lab.log")
+    line = lab.wait_log("JupyterLab: http", timeout=120)
+    url, token = re.search(r"JupyterLab: (http://127\.0\.0\.1:\d+)/lab\?token=([0-9a-f]+)", line).groups()
+    assert url == f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert lab.proc.poll() is None, lab.log()
+        try:
+            return requests.get(f"{url}/api/status", params={"token": token}, timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_for(answers, 90, f"JupyterLab did not answer on {url}:\n{lab.log()}", interval=0.2)
+    return lab, url, token

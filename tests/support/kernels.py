@@ -1,4 +1,4 @@
-"""A real IPython kernel for the magics tests (no tests here; the other modules import it).
+"""A real IPython kernel for the magics tests.
 
 Each test module shares one kernel. The kernel gets its own QMIO_LAB_HOME, so the first QPU call
 starts a fresh local QPU service process; teardown stops it by the pid in its discovery file.
@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client import KernelManager
-from circuits import BELL_QASM2, BELL_QASM3  # noqa: F401 - re-exported to the magics tests
-from service_process import stop_local_service as stop_service
+from support.services import stop_local_service as stop_service
 
 
 class KernelError(AssertionError):
