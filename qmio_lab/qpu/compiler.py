@@ -39,14 +39,16 @@ class Compiler:
         self.hits = 0
 
     @staticmethod
-    def _key(item: dict[str, Any], calibration: Calibration, optimization_level: int) -> tuple:
-        return (content_key(item), optimization_level, calibration.id, item.get("name"))
+    def _key(item: dict[str, Any], calibration: Calibration, optimization_level: int, digest: str | None) -> tuple:
+        return (digest or content_key(item), optimization_level, calibration.id, item.get("name"))
 
-    def cached(self, item: Any, calibration: Calibration, optimization_level: int = 1) -> QuantumCircuit | None:
-        """The native template if it is already known (cheap: no parsing, no transpiler)."""
+    def cached(self, item: Any, calibration: Calibration, optimization_level: int = 1,
+               digest: str | None = None) -> QuantumCircuit | None:
+        """The native template if it is already known (cheap: no parsing, no transpiler).
+        ``digest`` is the item's :func:`content_key`, computed once when the job arrives."""
         if not isinstance(item, dict) or not isinstance(item.get("name") or "", str):
             return None  # compile() explains what is wrong with it
-        return self._lookup(self._key(item, calibration, optimization_level))
+        return self._lookup(self._key(item, calibration, optimization_level, digest))
 
     def _lookup(self, key: tuple) -> QuantumCircuit | None:
         with self._lock:
@@ -57,24 +59,21 @@ class Compiler:
 
     def compile(
         self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1,
-        *, key: tuple | None = None,
+        digest: str | None = None,
     ) -> QuantumCircuit:
         """Native circuit for ``item``; raises AdmissionError/InvalidCircuitError/PayloadError
         with the fix. A circuit not seen before is admitted and compiled in the sandbox (when
-        the compiler has one).
+        the compiler has one). ``digest``: as for :meth:`cached` (a payload is hashed once)."""
+        return self._compile(item, index, calibration, optimization_level, digest)[0]
 
-        ``key`` is the item's cache key when the caller already has it (hashing a large
-        payload twice per job is waste on the submission path)."""
+    def _compile(self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int,
+                 digest: str | None) -> tuple[QuantumCircuit, tuple]:
         fmt = item_format(item, index)  # the PayloadError that explains the expected shape
-        scanned = key is None
-        if scanned:  # the item's fields must be sound before they become a cache key
-            prescan(item, index, fmt, self.limits)
-            key = self._key(item, calibration, optimization_level)
+        prescan(item, index, fmt, self.limits)  # sound fields before they become a key; bombs refused
+        key = self._key(item, calibration, optimization_level, digest)
         hit = self._lookup(key)
         if hit is not None:
-            return hit
-        if not scanned:
-            prescan(item, index, fmt, self.limits)  # cheap: refuse bombs before any work
+            return hit, key
         if self.sandbox is not None:
             native, transpiled = self.sandbox.compile(item, index, calibration, optimization_level)
         else:
@@ -84,10 +83,11 @@ class Compiler:
             with self._lock:
                 self.transpile_count += 1
         self._remember(key, native)
-        return native
+        return native, key
 
     def compile_compact(
-        self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1
+        self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int = 1,
+        digest: str | None = None,
     ) -> tuple[QuantumCircuit, QuantumCircuit, tuple[int, ...], str]:
         """The native template, its compact form (only the qubits it uses) with those qubits, and
         a key naming that compact form (what the simulator process keeps it under).
@@ -95,8 +95,10 @@ class Compiler:
         Compacting once per template, not once per parameter binding or drift step (the noise
         is applied when it runs), keeps a hybrid loop's per-call work to binding values.
         """
-        base = self._key(item, calibration, optimization_level)
-        template = self.compile(item, index, calibration, optimization_level, key=base)
+        base = self._key(item, calibration, optimization_level, digest)
+        template = self._lookup(base)
+        if template is None:  # evicted, or a restart: admitted again and compiled
+            template, base = self._compile(item, index, calibration, optimization_level, digest)
         key = ("compact", *base)
         with self._lock:
             cached = self._cache.get(key)

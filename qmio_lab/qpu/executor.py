@@ -217,7 +217,7 @@ class Executor(threading.Thread):
         """The job's circuits as the device process runs them (compiled here, once per circuit)."""
         programs = []
         for i, item in enumerate(items):
-            template, small, qubits, key = self.compiler.compile_compact(item, i, cal, level)
+            template, small, qubits, key = self.compiler.compile_compact(item, i, cal, level, item.get("digest"))
             rows = item.get("parameter_values")
             programs.append(Program(
                 key=key, circuit=small, qubits=qubits,

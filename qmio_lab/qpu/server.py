@@ -20,7 +20,7 @@ from qmio_lab.device.rules import check_shots
 from qmio_lab.errors import AdmissionError, QmioError
 from qmio_lab.qpu.admission import check_cost, check_reservation, is_text
 from qmio_lab.qpu.auth import User
-from qmio_lab.qpu.circuits import check_parameter_values, expanded_count
+from qmio_lab.qpu.circuits import check_parameter_values, content_key, expanded_count
 from qmio_lab.qpu.service import QPUService
 from qmio_lab.qpu.slurm_gate import SlurmCommandError, SlurmGateRefused
 from qmio_lab.qpu.store import STATES as JOB_STATES, TERMINAL_STATES
@@ -214,11 +214,13 @@ class JobsHandler(BaseHandler):
         cal = svc.calibration_in_force()
         level = spec["optimization_level"]
         try:
-            templates = [svc.compiler.cached(item, cal, level) for item in spec["circuits"]]
+            # each payload is hashed once, here; the digest travels with the stored job
+            digests = [content_key(item) if isinstance(item, dict) else None for item in spec["circuits"]]
+            templates = [svc.compiler.cached(item, cal, level, d) for item, d in zip(spec["circuits"], digests)]
             if None in templates:  # parsing or transpiling ahead: off the event loop, one at a time per user
                 async with svc.admission_gate.of(self.user.name):
                     templates = await asyncio.get_running_loop().run_in_executor(
-                        _compile_pool, self._compile_all, spec["circuits"], cal, level)
+                        _compile_pool, self._compile_all, spec["circuits"], digests, cal, level)
             for i, (item, template) in enumerate(zip(spec["circuits"], templates)):
                 check_parameter_values(item, template, i)
             estimate = svc.timing.job(
@@ -229,6 +231,7 @@ class JobsHandler(BaseHandler):
             svc.metrics.rejected.labels("422").inc()
             raise ApiError(422, str(exc), **getattr(exc, "figures", {})) from exc
         # priority orders the user's own jobs; an admin's priority also puts the job ahead of others'
+        spec["circuits"] = [{**item, "digest": d} for item, d in zip(spec["circuits"], digests)]
         job = svc.store.add_job(user=self.user.name, boost=spec["priority"] if self.user.is_admin else 0,
                                 estimate=estimate, **spec)
         svc.metrics.submitted.inc()
@@ -248,8 +251,8 @@ class JobsHandler(BaseHandler):
         # GIL, and the client should not wait for them to hear that it was accepted.
         svc.executor.wake()
 
-    def _compile_all(self, items: list[dict[str, Any]], cal: Any, level: int) -> list[Any]:
-        return [self.service.compiler.compile(item, i, cal, level) for i, item in enumerate(items)]
+    def _compile_all(self, items: list[dict[str, Any]], digests: list[str | None], cal: Any, level: int) -> list[Any]:
+        return [self.service.compiler.compile(item, i, cal, level, d) for i, (item, d) in enumerate(zip(items, digests))]
 
     def _validate(self, body: dict[str, Any]) -> dict[str, Any]:
         assert self.user is not None
