@@ -27,10 +27,9 @@ from tornado.httpclient import HTTPClientError
 
 from support.hostile_inputs import BIG, INCLUDES, hostile_cases
 from support.circuits import BELL_QASM2 as BELL_QASM
-from support.services import local_service
+from support.labserver import jp_server_config, service  # noqa: F401 - fixtures
 from qmio_lab.labserver.manager import MAX_JOBS_LISTED, MAX_QASM_CHARS
 from qmio_lab.labserver.routes import MAX_BODY_BYTES, ROUTES
-from qmio_lab.qpu import QPUClient
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -228,19 +227,6 @@ def test_the_cases_cover_every_route_and_method():
 
 
 # ---- against a real extension and a real QPU service -------------------------------------------
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    with local_service(tmp_path_factory.mktemp("lab-fuzz-home")) as info:
-        client = QPUClient(info["url"], info["token"])
-        yield client
-        client.set_maintenance(False)
-
-
-@pytest.fixture
-def jp_server_config(service):
-    return {"ServerApp": {"jpserver_extensions": {"qmio_lab.labserver": True}}}
-
-
 async def send(http_server_client, jp_base_url, jp_auth_header, case: LabCase) -> tuple[int, Any, float]:
     headers = {**jp_auth_header, "Content-Type": "application/json", **case.headers}
     body = case.body

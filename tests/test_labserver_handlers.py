@@ -14,25 +14,12 @@ from tornado.httpclient import HTTPClientError
 
 from qmio_lab.device import Topology
 from qmio_lab.labserver.routes import ROUTES
-from qmio_lab.qpu import QPUClient, launcher
+from qmio_lab.qpu import launcher
 
 from support.circuits import BELL_QASM2 as BELL_QASM
-from support.services import local_service
+from support.labserver import jp_server_config, service  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    with local_service(tmp_path_factory.mktemp("lab-home")) as info:
-        client = QPUClient(info["url"], info["token"])
-        yield client
-        client.set_maintenance(False)
-
-
-@pytest.fixture
-def jp_server_config(service):
-    return {"ServerApp": {"jpserver_extensions": {"qmio_lab.labserver": True}}}
 
 
 @pytest.fixture
