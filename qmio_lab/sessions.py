@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from qiskit import QuantumCircuit, qpy, transpile
+from qiskit import QuantumCircuit, qpy
 from qiskit.providers import BackendV2
 
+from qmio_lab.compilation import compile_for
 from qmio_lab.qpu.circuits import circuit_to_item
 from qmio_lab.qpu.client import QPUServiceError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
-_TRANSPILE_SEED = 1234
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -95,8 +95,7 @@ class Session:
             cached = self._templates.get(key)
         if cached is not None:
             return cached
-        out = transpile(circuit, self.backend, optimization_level=self.optimization_level,
-                        seed_transpiler=_TRANSPILE_SEED)
+        out = compile_for(circuit, self.backend, level=self.optimization_level)
         physical = out.layout.final_index_layout() if out.layout is not None else list(range(circuit.num_qubits))
         template = Template(out, physical)
         with self._lock:

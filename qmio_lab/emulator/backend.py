@@ -14,6 +14,8 @@ from distributed import Client
 from distributed.deploy import Cluster
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2, Options
+
+from qmio_lab.compilation import EMULATOR_BASIS_GATES
 from qiskit.transpiler import Target
 
 from qmio_lab import config
@@ -27,11 +29,7 @@ from qmio_lab.errors import EmulatorClusterError, InvalidCircuitError, InvalidSh
 
 #: Every gate Aer simulates natively that Qiskit names as a standard gate: transpiling for the
 #: emulator then rewrites as little as possible.
-BASIS_GATES = (
-    "id", "x", "y", "z", "h", "s", "sdg", "t", "tdg", "sx", "sxdg", "rx", "ry", "rz", "p", "u",
-    "cx", "cy", "cz", "cp", "crx", "cry", "crz", "swap", "ecr", "rxx", "ryy", "rzz",
-    "ccx", "cswap", "measure", "reset", "delay",
-)
+BASIS_GATES = EMULATOR_BASIS_GATES
 
 
 class EmulatorBackend(BackendV2):

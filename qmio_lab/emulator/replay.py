@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from qiskit import QuantumCircuit, transpile
+from qiskit import QuantumCircuit
 
 from qmio_lab import config
+from qmio_lab.compilation import compile_for
 from qmio_lab.device.calibration import Calibration
 from qmio_lab.device.compact import compact
 from qmio_lab.device.rules import is_native
@@ -67,8 +68,5 @@ def to_device(
                 f"circuit {circuit.name!r} uses {circuit.num_qubits} qubits; noise replay needs "
                 f"at most the chip's {cal.num_qubits}. Run it noiseless (noise=None) instead."
             )
-        circuit = transpile(
-            circuit, target=build_target(cal, dt), optimization_level=1,
-            seed_transpiler=0 if seed is None else seed,
-        )
+        circuit = compile_for(circuit, build_target(cal, dt), level=1, seed=seed)
     return compact(circuit, dt)

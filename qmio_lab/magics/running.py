@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from IPython.core.error import UsageError
-from qiskit import QuantumCircuit, transpile
+from qiskit import QuantumCircuit
 from qiskit.exceptions import QiskitError
 
 from qmio_lab import config
+from qmio_lab.compilation import compile_for
 
 TARGETS = ("qpu", "emulator", "simulator")
 
@@ -64,12 +65,9 @@ class Targets:
                 return backend.run(circuits, optimization_level=req.optimization_level, priority=req.priority,
                                    name=req.name, **shots)
             if req.target == "emulator":
-                from qmio_lab.emulator.backend import BASIS_GATES
-
-                compiled = transpile(circuits, basis_gates=list(BASIS_GATES),
-                                     optimization_level=req.optimization_level)
+                compiled = compile_for(circuits, "emulator", level=req.optimization_level)
                 return backend.run(compiled, noise=req.noise, **shots)
-            compiled = transpile(circuits, backend, optimization_level=req.optimization_level)
+            compiled = compile_for(circuits, backend, level=req.optimization_level)
             return backend.run(compiled, **shots)
         except (QiskitError, ValueError, LookupError) as exc:
             raise UsageError(f"{req.target} refused the job: {one_line(exc)}") from None

@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from qiskit import QuantumCircuit, transpile
+from qiskit import QuantumCircuit
 from qiskit.transpiler.exceptions import TranspilerError
 
+from qmio_lab.compilation import compile_for
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.compact import compact
 from qmio_lab.device.rules import check_circuit, has_measurement, is_native
@@ -23,8 +24,6 @@ from qmio_lab.qpu.circuits import content_key, item_format, parse_circuit
 
 if TYPE_CHECKING:
     from qmio_lab.qpu.sandbox import CompileSandbox
-
-_SEED = 1234  # fixed so the same circuit always maps to the same qubits
 
 
 class Compiler:
@@ -148,8 +147,7 @@ def _transpile(circuit: QuantumCircuit, index: int, device: QmioDevice, calibrat
             "add measure instructions (e.g. measure_all())"
         )
     try:
-        out = transpile(circuit, target=device.target(calibration), optimization_level=level,
-                        seed_transpiler=_SEED)
+        out = compile_for(circuit, device.target(calibration), level=level)
     except (TranspilerError, Exception) as exc:  # the transpiler raises several types
         raise InvalidCircuitError(
             f"circuit {index} ({circuit.name!r}) cannot be mapped onto the QMIO chip: {exc}"
