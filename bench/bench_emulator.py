@@ -6,7 +6,7 @@
    workers running as SLURM jobs (SLURM is started with tests/slurm/slurm.sh when ``sinfo`` does
    not answer) against one batched in-process ``AerSimulator`` run at its best on the same
    machine (parallel experiments on every core). Goal: >= 1.5x faster. Beside it, Aer on one
-   core and the workers' code (compact circuits, no Python assembly) in this process on one
+   core and the workers' code (plain circuits, no Python assembly) in this process on one
    core, to show how much of the speed-up is the leaner path and how much is the second worker.
 2. The widest statevector this machine emulates: the memory model's answer for one worker
    holding the machine's memory, and actual runs (peak RSS, time) from 24 to 27 qubits and of
@@ -113,7 +113,7 @@ def bench_sweep(n_circuits: int, repeats: int, workdir: Path) -> dict:
         medians = timed_together({
             "aer_best": lambda: best.run(circuits, shots=SHOTS).result(),
             "aer_one_core": lambda: one_core.run(circuits, shots=SHOTS).result(),
-            # the workers' code in this process: what the compact path alone is worth
+            # the workers' code in this process: what the plain-circuit path alone is worth
             "in_process_compact": lambda: run_batch(pack(circuits), one_process, 0, 0),
             "slurm": on_slurm,
         }, repeats)
@@ -202,7 +202,7 @@ def print_tables(sweep: dict, width: dict) -> None:
     print(f"\nSweep of {sweep['circuits']} random {sweep['qubits']}-qubit circuits, {sweep['shots']} shots")
     print(f"  {'Aer at its best (all cores)':<32}{sweep['aer_best_s']:>8.2f} s   ({sweep['aer_best_options']})")
     print(f"  {'Aer on one core':<32}{sweep['aer_one_core_s']:>8.2f} s   (max_parallel_threads=1)")
-    print(f"  {'  compact path, this process':<32}{sweep['in_process_compact_s']:>8.2f} s"
+    print(f"  {'  plain path, this process':<32}{sweep['in_process_compact_s']:>8.2f} s"
           f"   ({sweep['speedup_compact_one_process']:.2f} x one-core Aer: no Python assembly, one core)")
     print(f"  {'EmulatorBackend, 2 SLURM workers':<32}{sweep['slurm_2_workers_s']:>8.2f} s"
           f"   ({sweep['batches']} batches, jobs {', '.join(sweep['slurm_jobs'])})")

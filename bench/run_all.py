@@ -35,7 +35,7 @@ def emulator_rows(run_up_to: int) -> list[dict]:
         {"id": "E1b", "what": "same sweep vs one-core Aer (max_parallel_threads=1, one experiment at a time)",
          "ours": f"{sweep['slurm_2_workers_s']:.2f} s", "baseline": f"{sweep['aer_one_core_s']:.2f} s",
          "ratio": f"{sweep['speedup_vs_one_core']:.2f}x", "goal": "-", "met": None},
-        {"id": "E1'", "what": "of which the leaner path: the workers' code (compact circuits) in one process, one core",
+        {"id": "E1'", "what": "of which the leaner path: the workers' code (plain circuits) in one process, one core",
          "ours": f"{sweep['in_process_compact_s']:.2f} s", "baseline": f"{sweep['aer_one_core_s']:.2f} s",
          "ratio": f"{sweep['speedup_compact_one_process']:.2f}x", "goal": "-", "met": None},
         {"id": "E2", "what": "widest statevector this machine runs (largest the memory model admits, run for real)",

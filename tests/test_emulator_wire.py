@@ -1,4 +1,4 @@
-"""The compact circuit path: same counts, memory and headers as AerSimulator.run, or no path."""
+"""The plain-circuit path: same counts, memory and headers as AerSimulator.run, or no path."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +17,7 @@ from qmio_lab.emulator.tasks import BatchSpec, pack, run_batch, unpack
 
 
 def test_the_installed_qiskit_aer_offers_the_native_path():
-    """If qiskit-aer moves the internals the compact path uses, sweeps silently fall back to
+    """If qiskit-aer moves the internals the plain-circuit path uses, sweeps silently fall back to
     QPY and lose its speed: fail here rather than skip."""
     assert wire.AVAILABLE and aer_native.AVAILABLE
 
@@ -75,8 +75,8 @@ def test_counts_memory_and_headers_match_aer_exactly(method):
 
 
 def test_the_header_keeps_registers_phase_metadata_and_name():
-    compact = wire.encode(_registers_resets_and_phase())
-    result = wire.run(AerSimulator(), [compact], shots=50, seed_simulator=1)
+    plain = wire.encode(_registers_resets_and_phase())
+    result = wire.run(AerSimulator(), [plain], shots=50, seed_simulator=1)
     header = result.results[0].header
     assert header["name"] == "regs"
     assert header["creg_sizes"] == [["lo", 1], ["hi", 3]]
@@ -84,7 +84,7 @@ def test_the_header_keeps_registers_phase_metadata_and_name():
     assert header["global_phase"] == pytest.approx(0.7)
     assert header["metadata"] == {"point": 3}
     assert all(len(key.split(" ")) == 2 for key in result.get_counts(0))  # two registers
-    assert any(op[0] == "h" and op[4] == "my_h" for op in compact.ops)
+    assert any(op[0] == "h" and op[4] == "my_h" for op in plain.ops)
 
 
 def test_a_noise_model_keyed_on_a_label_reaches_the_labelled_gate():
@@ -154,19 +154,19 @@ def test_anything_beyond_plain_gates_goes_through_aers_own_path(make):
     assert [c.name for c in unpack(payload)][1] == circuit.name
 
 
-def test_pack_goes_compact_only_when_asked_and_run_batch_tags_every_result():
+def test_pack_goes_plain_only_when_asked_and_run_batch_tags_every_result():
     circs = circuits()
-    assert isinstance(pack(circs), wire.CompactBatch)
-    assert isinstance(pack(circs, compact=False), bytes)
+    assert isinstance(pack(circs), wire.PlainBatch)
+    assert isinstance(pack(circs, plain=False), bytes)
     spec = BatchSpec(shots=200, method="automatic", seed=5)
-    compact = run_batch(pack(circs), spec, 10, 2)
-    qpy = run_batch(pack(circs, compact=False), spec, 10, 2)
-    assert [r.data.counts for r in compact] == [r.data.counts for r in qpy]
-    assert [r.metadata["index"] for r in compact] == list(range(10, 10 + len(circs)))
-    assert {r.metadata["batch"] for r in compact} == {2}
+    plain = run_batch(pack(circs), spec, 10, 2)
+    qpy = run_batch(pack(circs, plain=False), spec, 10, 2)
+    assert [r.data.counts for r in plain] == [r.data.counts for r in qpy]
+    assert [r.metadata["index"] for r in plain] == list(range(10, 10 + len(circs)))
+    assert {r.metadata["batch"] for r in plain} == {2}
 
 
-def test_noise_replay_refuses_a_compact_batch_with_the_fix(device: QmioDevice):
+def test_noise_replay_refuses_a_plain_batch_with_the_fix(device: QmioDevice):
     spec = BatchSpec(shots=10, method="automatic", noise=device.calibration)
-    with pytest.raises(ValueError, match="compact=False"):
+    with pytest.raises(ValueError, match="plain=False"):
         run_batch(pack(circuits()[:2]), spec, 0, 0)

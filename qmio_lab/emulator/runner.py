@@ -82,7 +82,7 @@ class Sweep:
         self.futures: list[Future] = []
         for i, (r, spec) in enumerate(zip(self.batches, specs)):
             future = client.submit(
-                run_batch, pack(circuits[r.start:r.stop], compact=spec.noise is None), spec, r.start, i,
+                run_batch, pack(circuits[r.start:r.stop], plain=spec.noise is None), spec, r.start, i,
                 key=f"qmio-emulator-{name}-{i}", retries=retries, pure=False,
             )
             future.add_done_callback(self._count(len(r)))

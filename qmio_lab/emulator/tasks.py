@@ -23,7 +23,7 @@ from qmio_lab.device.noise import build_noise_model
 from qmio_lab.emulator import wire
 from qmio_lab.emulator.replay import to_device
 
-Payload = bytes | list[QuantumCircuit] | wire.CompactBatch  # what pack() makes
+Payload = bytes | list[QuantumCircuit] | wire.PlainBatch  # what pack() makes
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,16 @@ def _simulator(spec: BatchSpec) -> AerSimulator:
     return AerSimulator(**options)
 
 
-def _run(sim: AerSimulator, circuits: Sequence[QuantumCircuit | wire.CompactCircuit], spec: BatchSpec,
+def _run(sim: AerSimulator, circuits: Sequence[QuantumCircuit | wire.PlainCircuit], spec: BatchSpec,
          first_seed: int | None) -> list[ExperimentResult]:
     """One noiseless Aer call for all circuits. Aer seeds the circuits of a call
     ``first_seed + 2113·i``, the job-wide rule (:func:`~qmio_lab.device.execution.circuit_seed`),
-    so the counts do not depend on how the job was cut into batches. Compact circuits skip
+    so the counts do not depend on how the job was cut into batches. Plain circuits skip
     Aer's Python assembly (see :mod:`qmio_lab.emulator.wire`)."""
     options: dict[str, Any] = {"shots": spec.shots}
     if first_seed is not None:
         options["seed_simulator"] = first_seed
-    if circuits and isinstance(circuits[0], wire.CompactCircuit):
+    if circuits and isinstance(circuits[0], wire.PlainCircuit):
         result = wire.run(sim, list(circuits), **options)
     else:
         result = sim.run(list(circuits), **options).result()
@@ -79,13 +79,13 @@ def _run(sim: AerSimulator, circuits: Sequence[QuantumCircuit | wire.CompactCirc
     return list(result.results)
 
 
-def pack(circuits: Sequence[QuantumCircuit], compact: bool = True) -> Payload:
-    """Circuits for the trip to a worker. Plain circuits go compact (names, indices, angles;
-    see :mod:`qmio_lab.emulator.wire`) when ``compact``, which the noise-replay path cannot use
+def pack(circuits: Sequence[QuantumCircuit], plain: bool = True) -> Payload:
+    """Circuits for the trip to a worker. Plain circuits go in their plain form (names, indices, angles;
+    see :mod:`qmio_lab.emulator.wire`) when ``plain``, which the noise-replay path cannot use
     because it transpiles the circuits on the worker. Otherwise QPY: about five times faster to
     write and read than pickle, which matters when a sweep sends thousands of small circuits.
     Circuits QPY cannot hold (custom Python objects) travel pickled."""
-    if compact and circuits:
+    if plain and circuits:
         batch = wire.encode_batch(circuits)
         if batch is not None:
             return batch
@@ -97,8 +97,8 @@ def pack(circuits: Sequence[QuantumCircuit], compact: bool = True) -> Payload:
     return buffer.getvalue()
 
 
-def unpack(payload: Payload) -> list[QuantumCircuit] | list[wire.CompactCircuit]:
-    if isinstance(payload, wire.CompactBatch):
+def unpack(payload: Payload) -> list[QuantumCircuit] | list[wire.PlainCircuit]:
+    if isinstance(payload, wire.PlainBatch):
         return list(payload.circuits)
     if isinstance(payload, (bytes, bytearray)):
         return list(qpy.load(io.BytesIO(payload)))
@@ -110,9 +110,9 @@ def run_batch(payload: Payload, spec: BatchSpec, first_index: int,
     """Simulate the circuits in ``payload`` (the job's circuits ``first_index...``; see
     :func:`pack`) and tag each result with where and how it ran, so a user can trace any count
     back to a worker and a method."""
-    if spec.noise is not None and isinstance(payload, wire.CompactBatch):
+    if spec.noise is not None and isinstance(payload, wire.PlainBatch):
         raise ValueError("noise replay transpiles circuits on the worker: pack them with "
-                         "pack(circuits, compact=False)")
+                         "pack(circuits, plain=False)")
     circuits = unpack(payload)
     sim = _simulator(spec)
     seed = circuit_seed(spec.seed, first_index)

@@ -1,4 +1,4 @@
-"""Plain circuits in a compact form that a worker turns straight into Aer's native circuits.
+"""Plain circuits (Aer's built-in gates only) in a form that a worker turns straight into Aer's native circuits.
 
 Half of qiskit-aer's time on a sweep of small circuits is spent in Python before the simulation
 starts: writing QPY on the client, reading it back into ``QuantumCircuit`` objects on the
@@ -32,7 +32,7 @@ Op = tuple[str, tuple[int, ...], tuple[int, ...], tuple[float, ...], str | None]
 
 
 @dataclass(frozen=True)
-class CompactCircuit:
+class PlainCircuit:
     """What Aer needs of one circuit: its shape, its header and its instructions."""
 
     name: str
@@ -46,14 +46,14 @@ class CompactCircuit:
 
 
 @dataclass(frozen=True)
-class CompactBatch:
+class PlainBatch:
     """A batch of circuits that all encoded; ``run_batch`` recognises it by type."""
 
-    circuits: tuple[CompactCircuit, ...]
+    circuits: tuple[PlainCircuit, ...]
 
 
-def encode(circuit: QuantumCircuit) -> CompactCircuit | None:
-    """The compact form of ``circuit``, or None when only Aer's own path can run it."""
+def encode(circuit: QuantumCircuit) -> PlainCircuit | None:
+    """The plain form of ``circuit``, or None when only Aer's own path can run it."""
     if circuit.num_vars or not isinstance(circuit.global_phase, (int, float)):
         return None
     # Reading an instruction's params builds a list, the costliest attribute here: skip it for
@@ -76,7 +76,7 @@ def encode(circuit: QuantumCircuit) -> CompactCircuit | None:
             append((name, tuple(map(qubit, inst.qubits)), tuple(map(clbit, inst.clbits)), (), None))
         elif name != "barrier":  # Aer assembles a barrier to no operation
             return None
-    return CompactCircuit(
+    return PlainCircuit(
         name=circuit.name, num_qubits=circuit.num_qubits, num_clbits=circuit.num_clbits,
         qregs=tuple((r.name, r.size) for r in circuit.qregs),
         cregs=tuple((r.name, r.size) for r in circuit.cregs),
@@ -85,20 +85,20 @@ def encode(circuit: QuantumCircuit) -> CompactCircuit | None:
     )
 
 
-def encode_batch(circuits: Sequence[QuantumCircuit]) -> CompactBatch | None:
-    """All of ``circuits`` compact, or None if any one needs Aer's own path."""
+def encode_batch(circuits: Sequence[QuantumCircuit]) -> PlainBatch | None:
+    """All of ``circuits`` in plain form, or None if any one needs Aer's own path."""
     if not AVAILABLE:
         return None
     out = []
     for circuit in circuits:
-        compact = encode(circuit)
-        if compact is None:
+        plain = encode(circuit)
+        if plain is None:
             return None
-        out.append(compact)
-    return CompactBatch(tuple(out))
+        out.append(plain)
+    return PlainBatch(tuple(out))
 
 
-def to_aer(circuit: CompactCircuit) -> Any:
+def to_aer(circuit: PlainCircuit) -> Any:
     """The ``AerCircuit`` that ``assemble_circuit`` would build for the same circuit."""
     aer = aer_native.new_circuit(
         circuit.num_qubits, circuit.num_clbits, name=circuit.name, global_phase=circuit.global_phase,
@@ -115,7 +115,7 @@ def to_aer(circuit: CompactCircuit) -> Any:
     return aer
 
 
-def run(simulator: Any, circuits: Sequence[CompactCircuit], **run_options: Any) -> Result:
+def run(simulator: Any, circuits: Sequence[PlainCircuit], **run_options: Any) -> Result:
     """Simulate ``circuits`` in one call to ``simulator``'s C++ controller: what
     ``AerSimulator.run(...).result()`` returns, without the Python assembly."""
     start = time.time()
