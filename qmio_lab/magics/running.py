@@ -57,7 +57,7 @@ class Targets:
         return self._backends[target]
 
     def submit(self, circuits: list[QuantumCircuit], req: RunRequest) -> Any:
-        check_request(req)
+        """Run ``circuits`` as ``req`` asks (already checked: :func:`check_request`)."""
         backend = self.backend(req.target)
         shots = {} if req.shots is None else {"shots": req.shots}  # else the target's default_shots
         try:
