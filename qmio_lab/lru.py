@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Generic, TypeVar
 
@@ -40,6 +41,15 @@ class LRU(Generic[K, V]):
                 self._data.popitem(last=False)
 
     __setitem__ = put
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        """The entry for ``key``, made by ``make()`` and kept if there is none (``make`` runs
+        outside the lock: two threads may both make it, and either result is kept)."""
+        value = self.get(key)
+        if value is None:
+            value = make()
+            self.put(key, value)
+        return value
 
     def __contains__(self, key: object) -> bool:
         return key in self._data

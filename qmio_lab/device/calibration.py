@@ -79,6 +79,11 @@ class Calibration:
     def age(self) -> timedelta:
         return self.effective_at - self.taken_at
 
+    @property
+    def key(self) -> str:
+        """Names these figures: the snapshot, as drifted to ``effective_at``."""
+        return f"{self.id}@{self.effective_at.isoformat()}"
+
     def coupler(self, control: int, target: int) -> CouplerCalibration:
         for c in self.couplers:
             if (c.control, c.target) == (control, target):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import threading
-from collections import OrderedDict
+from typing import Any
 from datetime import datetime
 
 from qiskit.transpiler import CouplingMap, Target
@@ -18,19 +18,9 @@ from qmio_lab.device.schedule import CalibrationSchedule
 from qmio_lab.device.target import build_target
 from qmio_lab.device.topology import Topology
 from qmio_lab.errors import CalibrationError
+from qmio_lab.lru import LRU
 
 _CACHE_SIZE = 16
-
-
-class _LRU(OrderedDict):
-    def get_or_make(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        value = self[key] = make()
-        if len(self) > _CACHE_SIZE:
-            self.popitem(last=False)
-        return value
 
 
 class QmioDevice:
@@ -58,8 +48,8 @@ class QmioDevice:
         self._lock = threading.RLock()
         self._history: list[Calibration] = []
         self._current: Calibration | None = None
-        self._targets = _LRU()
-        self._noise = _LRU()
+        self._targets: LRU[Any, Any] = LRU(_CACHE_SIZE, lock=True)
+        self._noise: LRU[Any, Any] = LRU(_CACHE_SIZE, lock=True)
         for cal in history or ():
             self.add_calibration(cal)
         if self._current is None:

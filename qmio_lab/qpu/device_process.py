@@ -85,10 +85,6 @@ def result_body(result: Any, cal: Calibration) -> dict[str, Any]:
     return body
 
 
-def _calibration_key(cal: Calibration) -> str:
-    return f"{cal.id}@{cal.effective_at.isoformat()}"
-
-
 class DeviceProcess:
     """The executor's handle on the simulator process: starts it, runs jobs, restarts it after a crash.
 
@@ -251,7 +247,7 @@ class DeviceProcess:
 
     def _exchange(self, conn: Connection, job_id: str, programs: list[Program], shots: int,
                   cal: Calibration, resend: bool, deadline: float | None = None) -> bytes:
-        cal_key = _calibration_key(cal)
+        cal_key = cal.key
         send_cal = resend or cal_key not in self._sent_calibrations
         new: dict[str, QuantumCircuit] = {}
         for p in programs:

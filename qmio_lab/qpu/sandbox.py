@@ -35,10 +35,6 @@ _START_TIMEOUT_S = 120.0  # importing qiskit in a fresh child, on a busy machine
 _CALIBRATIONS_KEPT = 8
 
 
-def _calibration_key(cal: Calibration) -> str:
-    return f"{cal.id}@{cal.effective_at.isoformat()}"
-
-
 class _Sandbox:
     """One sandbox process; used by one thread at a time (the pool hands it out)."""
 
@@ -83,7 +79,7 @@ class _Sandbox:
         try:
             if not self.is_ready(wait=_START_TIMEOUT_S):
                 raise EOFError("the sandbox did not start")
-            key = _calibration_key(cal)
+            key = cal.key
             header = {"item": item, "index": index, "level": level, "calibration_key": key,
                       "calibration": None if key in self.sent else cal.to_dict()}
             conn.send_bytes(json.dumps(header).encode())
