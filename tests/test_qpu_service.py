@@ -297,7 +297,8 @@ def test_a_job_over_the_time_budget_is_refused_with_its_estimate(svc):
     job = alice.submit(wide, shots=20)
     assert 0 < job["estimated_qpu_s"] < 600
     assert job["estimated_hardware_s"] == pytest.approx(0.9 + 20 * 5e-4)
-    assert alice.wait(job["id"], timeout=120)["state"] == "done"
+    ended = alice.wait(job["id"], timeout=120)
+    assert ended["state"] == "done", ended
 
 
 def test_the_calibration_shown_is_the_one_jobs_run_with(svc):

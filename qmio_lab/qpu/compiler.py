@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from qiskit import QuantumCircuit
 from qiskit.transpiler.exceptions import TranspilerError
 
+from qmio_lab import config
 from qmio_lab.compilation import compile_for
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.compact import compact
@@ -66,7 +67,7 @@ class Compiler:
         return self._compile(item, index, calibration, optimization_level, digest)[0]
 
     def _compile(self, item: dict[str, Any], index: int, calibration: Calibration, optimization_level: int,
-                 digest: str | None) -> tuple[QuantumCircuit, tuple]:
+                 digest: str | None, timeout_s: float | None = None) -> tuple[QuantumCircuit, tuple]:
         fmt = item_format(item, index)  # the PayloadError that explains the expected shape
         prescan(item, index, fmt, self.limits)  # sound fields before they become a key; bombs refused
         key = self._key(item, calibration, optimization_level, digest)
@@ -74,7 +75,7 @@ class Compiler:
         if hit is not None:
             return hit, key
         if self.sandbox is not None:
-            native, transpiled = self.sandbox.compile(item, index, calibration, optimization_level)
+            native, transpiled = self.sandbox.compile(item, index, calibration, optimization_level, timeout_s)
         else:
             native, transpiled = compile_item(item, index, self.device, calibration, optimization_level,
                                               self.limits)
@@ -96,8 +97,11 @@ class Compiler:
         """
         base = self._key(item, calibration, optimization_level, digest)
         template = self._lookup(base)
-        if template is None:  # evicted, or a restart: admitted again and compiled
-            template, base = self._compile(item, index, calibration, optimization_level, digest)
+        if template is None:  # a new calibration, evicted, or a restart: compiled again
+            # admitted when it arrived: the QPU's own time limit bounds this compile, not the
+            # admission deadline (a wide circuit on a busy host must not fail for it)
+            template, base = self._compile(item, index, calibration, optimization_level, digest,
+                                           timeout_s=float(config.get("qpu.max_job_s")))
         key = ("compact", *base)
         with self._lock:
             cached = self._cache.get(key)

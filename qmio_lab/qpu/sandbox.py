@@ -72,7 +72,9 @@ class _Sandbox:
                 return False
         return self.ready
 
-    def compile(self, item: dict[str, Any], index: int, cal: Calibration, level: int) -> tuple[QuantumCircuit, bool]:
+    def compile(self, item: dict[str, Any], index: int, cal: Calibration, level: int,
+                timeout_s: float | None = None) -> tuple[QuantumCircuit, bool]:
+        timeout_s = self.limits.timeout_s if timeout_s is None else timeout_s
         self.start()
         assert self.conn is not None
         conn = self.conn
@@ -84,11 +86,11 @@ class _Sandbox:
                       "calibration": None if key in self.sent else cal.to_dict()}
             conn.send_bytes(json.dumps(header).encode())
             self.sent.put(key)
-            if not conn.poll(self.limits.timeout_s):
+            if not conn.poll(timeout_s):
                 self.stop()
                 self.start()  # the replacement imports qiskit while the refusal goes out
                 raise AdmissionError(
-                    f"circuit {index} took more than {self.limits.timeout_s:g} s to parse and compile "
+                    f"circuit {index} took more than {timeout_s:g} s to parse and compile "
                     "(qmio.qpu.admission.timeout_s); make it smaller or split it"
                 )
             reply = conn.recv_bytes()
@@ -147,12 +149,14 @@ class CompileSandbox:
     def pids(self) -> list[int]:
         return [box.proc.pid for box in self._all if box.proc is not None and box.proc.poll() is None]
 
-    def compile(self, item: dict[str, Any], index: int, cal: Calibration, level: int) -> tuple[QuantumCircuit, bool]:
+    def compile(self, item: dict[str, Any], index: int, cal: Calibration, level: int,
+                timeout_s: float | None = None) -> tuple[QuantumCircuit, bool]:
         """The native circuit and whether it was transpiled; AdmissionError and the parser's and
-        compiler's errors (as QmioError with their messages) when it is refused."""
+        compiler's errors (as QmioError with their messages) when it is refused. ``timeout_s``:
+        the deadline, by default the admission limit's."""
         box = self._take()
         try:
-            return box.compile(item, index, cal, level)
+            return box.compile(item, index, cal, level, timeout_s)
         finally:
             with self._changed:
                 self._idle.append(box)
