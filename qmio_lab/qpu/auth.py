@@ -61,10 +61,6 @@ class TokenAuth:
                 return user
         return None
 
-    @property
-    def users(self) -> list[User]:
-        return list(self._by_digest.values())
-
 
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <t>`` (or JupyterHub's ``token <t>``) header."""

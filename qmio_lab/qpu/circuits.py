@@ -10,7 +10,6 @@ import binascii
 import hashlib
 import io
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from qiskit import QuantumCircuit, qasm2, qasm3, qpy
@@ -92,10 +91,6 @@ def parse_circuit(item: dict[str, Any], index: int = 0) -> QuantumCircuit:
     if item.get("name"):
         circuit.name = str(item["name"])
     return circuit
-
-
-def parse_circuits(items: Iterable[dict[str, Any]]) -> list[QuantumCircuit]:
-    return [parse_circuit(item, i) for i, item in enumerate(items)]
 
 
 def circuit_to_item(circuit: QuantumCircuit | str, fmt: str = "qpy") -> dict[str, str]:
