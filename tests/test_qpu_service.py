@@ -317,3 +317,18 @@ def test_the_calibration_shown_is_the_one_jobs_run_with(svc):
     result = alice.result(job["id"])
     assert result["calibration_id"] == shown["id"]
     assert result["calibration_age_s"] == shown["age_s"]
+
+
+def test_a_digest_sent_by_the_user_is_not_trusted(svc):
+    """The transpiler cache is keyed by the service's own digest of each payload: an item that
+    claims another circuit's digest still runs its own circuit."""
+    from qmio_lab.qpu.circuits import content_key
+
+    alice = svc.client("alice")
+    bell_item = {"format": "qasm2", "data": qasm2.dumps(bell())}
+    alice.wait(alice.submit(bell(), shots=50)["id"], timeout=60)  # Bell's template is cached
+    posing = {"format": "qasm2", "data": QASM2_GHZ, "digest": content_key(bell_item)}
+    resp = svc.http("POST", "/api/v1/jobs?wait=60", json={"circuits": [posing], "shots": 200})
+    assert resp.status_code == 201, resp.text
+    counts = resp.json()["result"]["counts"][0]
+    assert set(counts) <= {format(i, "03b") for i in range(8)} and len(next(iter(counts))) == 3

@@ -185,6 +185,9 @@ def _json_confusion() -> list[Case]:
             cases.append(Case(f"json {key}={str(value)[:30]!r}#{i}", "POST", "/api/v1/jobs", body,
                               kind="mutant" if valid else "refuse"))
     cases.append(Case("json unknown field", "POST", "/api/v1/jobs", {**good, "owner": "root"}))
+    for i, digest in enumerate([5, None, "0" * 64, "x" * 100000, ["a"], {"a": 1}]):  # never trusted: runs as sent
+        cases.append(Case(f"json item digest#{i}", "POST", "/api/v1/jobs",
+                          {**good, "circuits": [{"data": BELL_QASM2, "digest": digest}]}, kind="mutant"))
     cases.append(Case("json user field", "POST", "/api/v1/jobs", {**good, "user": "bob"}))
     for name, raw in {"not-json": b"{not json", "array": b"[1,2]", "string": b'"x"', "number": b"1", "null": b"null",
                       "nan": b'{"circuits": [{"data": "x"}], "shots": NaN}', "infinity": b'{"shots": Infinity}',
