@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from IPython.core.error import UsageError
 
-from qmio_lab.magics.cells import cell_circuits, cell_language
-from qmio_lab.magics.running import RunRequest, check_request
+from qmio_lab.magics.cells import cell_language, read_cell
+from qmio_lab.magics.running import RunRequest, Targets, check_request
 from support.circuits import BELL_QASM2, BELL_QASM3
 
 
@@ -19,10 +19,37 @@ def test_language_detection():
 
 def test_cells_give_circuits():
     ns: dict = {}
-    assert cell_circuits(BELL_QASM2, ns)[1][0].num_qubits == 2
-    lang, circuits = cell_circuits("from qiskit import QuantumCircuit\nqc = QuantumCircuit(1)\nqc.measure_all()\n"
-                                   "(qc, qc)\n", ns)
-    assert lang == "python" and len(circuits) == 2 and "qc" in ns
+    qasm = read_cell(BELL_QASM2, ns)
+    assert qasm.circuits is None and qasm.text == BELL_QASM2  # not parsed until a target needs circuits
+    assert qasm.to_circuits()[0].num_qubits == 2
+    cell = read_cell("from qiskit import QuantumCircuit\nqc = QuantumCircuit(1)\nqc.measure_all()\n(qc, qc)\n", ns)
+    assert cell.language == "python" and len(cell.circuits) == 2 and "qc" in ns
+
+
+def test_local_includes_are_read_in_the_kernel():
+    assert not read_cell(BELL_QASM2, {}).needs_local_files  # qelib1.inc is built in everywhere
+    assert read_cell('OPENQASM 2.0;\ninclude "mygates.inc";\nqreg q[1];\n', {}).needs_local_files
+
+
+class _Recorder:
+    def __init__(self):
+        self.sent = None
+
+    def run(self, run_input, **options):
+        self.sent = run_input
+        return "job"
+
+
+def test_the_qpu_gets_qasm_cells_as_text_and_python_cells_as_circuits():
+    targets = Targets()
+    recorder = _Recorder()
+    targets._backends["qpu"] = recorder
+    req = RunRequest("qpu", 10, 1, None, None, 0)
+    targets.submit(read_cell(BELL_QASM3, {}), req)
+    assert recorder.sent == [BELL_QASM3]  # the service parses it, once
+    targets.submit(read_cell("from qiskit import QuantumCircuit\nqc = QuantumCircuit(1)\nqc.measure_all()\nqc\n", {}),
+                   req)
+    assert [c.num_qubits for c in recorder.sent] == [1]
 
 
 @pytest.mark.parametrize("req, message", [

@@ -13,7 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from qmio_lab import config
-from qmio_lab.magics.cells import cell_circuits
+from qmio_lab.magics.cells import read_cell
 from qmio_lab.magics.commands import COMMANDS, full_help, help_text
 from qmio_lab.magics.running import TARGETS, RunRequest, Targets, check_request, one_line
 
@@ -68,8 +68,7 @@ class QmioMagics(Magics):
         _check_var(args.output)
         req = RunRequest(args.target, args.shots, args.optimization_level, args.noise, args.name, args.priority)
         check_request(req)
-        _, circuits = cell_circuits(cell, self.shell.user_ns, args.circuit)
-        job = self.targets.submit(circuits, req)
+        job = self.targets.submit(read_cell(cell, self.shell.user_ns, args.circuit), req)
         job_id = job.job_id() if callable(job.job_id) else job.job_id
         self.jobs[job_id] = job
         self.jobs_target[job_id] = args.target

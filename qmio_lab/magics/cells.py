@@ -1,19 +1,26 @@
 """What a ``%%qmio`` cell holds: OpenQASM 2, OpenQASM 3, or Python ending in circuit(s).
 
+A QASM cell stays text until a target needs circuits: the QPU service parses what it is sent
+(and refuses it with the line and column), so a cell bound for the QPU is parsed once, there.
 Every mistake becomes an IPython ``UsageError``: one line saying what is wrong and how to fix it.
 """
 from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from IPython.core.error import UsageError
 from qiskit import QuantumCircuit
 
 from qmio_lab.device.rules import has_measurement
+from qmio_lab.qpu.circuits import parser_message
 
 _VERSION = re.compile(r"^\s*OPENQASM\s+(\d+)(?:\.\d+)?\s*;", re.MULTILINE)
+_INCLUDE = re.compile(r'^\s*include\s+"([^"]*)"', re.MULTILINE)
+#: what every parser resolves without a file (the service has no access to the user's files)
+_BUILT_IN_INCLUDES = {"qelib1.inc", "stdgates.inc"}
 
 
 def cell_language(body: str) -> str:
@@ -28,6 +35,36 @@ def cell_language(body: str) -> str:
     return f"qasm{version}"
 
 
+@dataclass(frozen=True)
+class Cell:
+    """A cell read as far as the kernel needs: Python has run (``circuits`` is set), QASM is
+    still its ``text``."""
+
+    language: str
+    text: str
+    circuits: list[QuantumCircuit] | None = None
+
+    @property
+    def is_qasm(self) -> bool:
+        return self.language != "python"
+
+    @property
+    def needs_local_files(self) -> bool:
+        """Includes a file of the user's, which only this kernel can read."""
+        return self.is_qasm and any(name not in _BUILT_IN_INCLUDES for name in _INCLUDE.findall(self.text))
+
+    def to_circuits(self) -> list[QuantumCircuit]:
+        """The circuits, parsing a QASM cell here (for targets that take circuits, not text)."""
+        if self.circuits is not None:
+            return self.circuits
+        return as_circuits(parse_qasm(self.text, self.language))
+
+
+def qasm_error(language: str, detail: str) -> UsageError:
+    """The one wording of a QASM mistake, whether this kernel or the service found it."""
+    return UsageError(f"OpenQASM {language[-1]} error: {detail}")
+
+
 def parse_qasm(body: str, language: str) -> QuantumCircuit:
     if language == "qasm2":
         from qiskit import qasm2
@@ -35,13 +72,13 @@ def parse_qasm(body: str, language: str) -> QuantumCircuit:
         try:
             return qasm2.loads(body, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
         except qasm2.QASM2ParseError as exc:
-            raise UsageError(f"OpenQASM 2 error: {_one_line(exc)}") from None
+            raise qasm_error(language, parser_message(exc, language)) from None
     from qiskit import qasm3
 
     try:
         return qasm3.loads(body)
     except Exception as exc:  # the importer raises QASM3ImporterError or the parser's own errors
-        raise UsageError(f"OpenQASM 3 error: {_one_line(exc)}") from None
+        raise qasm_error(language, parser_message(exc, language)) from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -100,13 +137,13 @@ def as_circuits(value: Any) -> list[QuantumCircuit]:
     return items
 
 
-def cell_circuits(body: str, namespace: dict[str, Any], circuit_name: str | None = None) -> tuple[str, list[QuantumCircuit]]:
-    """``(language, circuits)`` for a cell body."""
+def read_cell(body: str, namespace: dict[str, Any], circuit_name: str | None = None) -> Cell:
+    """Run a Python cell for its circuits; leave a QASM cell as text (checked for its version)."""
     if not body.strip():
         raise UsageError("the %%qmio cell is empty: write OpenQASM 2/3 or Python ending in a QuantumCircuit")
     language = cell_language(body)
     if language == "python":
-        return language, as_circuits(run_python(body, namespace, circuit_name))
+        return Cell(language, body, as_circuits(run_python(body, namespace, circuit_name)))
     if circuit_name is not None:
         raise UsageError("--circuit names a Python variable; this cell is OpenQASM, leave it out")
-    return language, as_circuits(parse_qasm(body, language))
+    return Cell(language, body)

@@ -10,6 +10,9 @@ from qiskit.exceptions import QiskitError
 
 from qmio_lab import config
 from qmio_lab.compilation import compile_for
+from qmio_lab.errors import QPUServiceError
+from qmio_lab.magics.cells import Cell, qasm_error
+from qmio_lab.qpu.circuits import parse_error_detail
 
 TARGETS = ("qpu", "emulator", "simulator")
 
@@ -56,18 +59,29 @@ class Targets:
             self._backends[target] = qmio_lab.get_backend(target)
         return self._backends[target]
 
-    def submit(self, circuits: list[QuantumCircuit], req: RunRequest) -> Any:
-        """Run ``circuits`` as ``req`` asks (already checked: :func:`check_request`)."""
+    def submit(self, cell: Cell, req: RunRequest) -> Any:
+        """Run the cell's circuits as ``req`` asks (already checked: :func:`check_request`).
+
+        The QPU gets a QASM cell as text: the service parses it (once) and its refusal, which
+        has the line and column, becomes the same UsageError a parse here would give."""
         backend = self.backend(req.target)
         shots = {} if req.shots is None else {"shots": req.shots}  # else the target's default_shots
         try:
             if req.target == "qpu":
-                return backend.run(circuits, optimization_level=req.optimization_level, priority=req.priority,
+                sent: list[QuantumCircuit] | list[str] = (
+                    [cell.text] if cell.is_qasm and not cell.needs_local_files else cell.to_circuits())
+                return backend.run(sent, optimization_level=req.optimization_level, priority=req.priority,
                                    name=req.name, **shots)
+            circuits = cell.to_circuits()
             if req.target == "emulator":
                 compiled = compile_for(circuits, "emulator", level=req.optimization_level)
                 return backend.run(compiled, noise=req.noise, **shots)
             compiled = compile_for(circuits, backend, level=req.optimization_level)
             return backend.run(compiled, **shots)
+        except QPUServiceError as exc:
+            parsed = parse_error_detail(str(exc.payload.get("error", ""))) if exc.status == 422 else None
+            if parsed is not None and cell.is_qasm:
+                raise qasm_error(cell.language, parsed[1]) from None
+            raise UsageError(f"{req.target} refused the job: {one_line(exc)}") from None
         except (QiskitError, ValueError, LookupError) as exc:
             raise UsageError(f"{req.target} refused the job: {one_line(exc)}") from None

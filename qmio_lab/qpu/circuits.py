@@ -18,6 +18,19 @@ from qmio_lab.errors import PayloadError
 
 FORMATS = ("qasm2", "qasm3", "qpy")
 _POSITION = re.compile(r"^(?:<input>:)?(\d+),(\d+):\s*")
+_PARSE_ERROR = re.compile(r"^circuit \d+: (qasm2|qasm3|qpy) parse error: (.*)$", re.DOTALL)
+
+
+def parse_error(index: int, fmt: str, detail: str) -> PayloadError:
+    """The refusal of a circuit that does not parse; :func:`parse_error_detail` reads it back."""
+    return PayloadError(f"circuit {index}: {fmt} parse error: {detail}")
+
+
+def parse_error_detail(message: str) -> tuple[str, str] | None:
+    """``(format, detail)`` of a service refusal made by :func:`parse_error`, else None: a
+    client can then word it as its own parser would (the ``%%qmio`` magic does)."""
+    match = _PARSE_ERROR.match(message)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def detect_format(source: str) -> str:
@@ -43,6 +56,16 @@ def _qasm3_location(exc: BaseException) -> str:
                 return f"line {token.line}, column {token.column}: unexpected {token.text!r}"
         seen = seen.__cause__ or seen.__context__
     return ""
+
+
+def parser_message(exc: BaseException, fmt: str) -> str:
+    """A QASM parser's complaint on one line, its position as ``line L, column C``."""
+    where = _qasm3_location(exc) if fmt == "qasm3" else ""
+    message = " ".join(str(exc).split()).strip().strip("'\"") or type(exc).__name__
+    message = _POSITION.sub(r"line \1, column \2: ", message)
+    if where:
+        message = where if message in ("", type(exc).__name__) else f"{where}: {message}"
+    return message
 
 
 def item_format(item: Any, index: int = 0) -> str:
@@ -80,14 +103,9 @@ def parse_circuit(item: dict[str, Any], index: int = 0) -> QuantumCircuit:
     except (binascii.Error, ValueError) as exc:
         if fmt == "qpy":
             raise PayloadError(f"circuit {index}: not valid base64 QPY: {exc}") from exc
-        raise PayloadError(f"circuit {index}: {fmt} parse error: {exc}") from exc
+        raise parse_error(index, fmt, str(exc)) from exc
     except Exception as exc:  # parsers raise many types; all mean "bad input"
-        where = _qasm3_location(exc) if fmt == "qasm3" else ""
-        message = str(exc).strip().strip('"') or type(exc).__name__
-        message = _POSITION.sub(r"line \1, column \2: ", message)
-        if where:
-            message = where if message in ("", type(exc).__name__) else f"{where}: {message}"
-        raise PayloadError(f"circuit {index}: {fmt} parse error: {message}") from exc
+        raise parse_error(index, fmt, parser_message(exc, fmt)) from exc
     if item.get("name"):
         circuit.name = str(item["name"])
     return circuit
