@@ -30,6 +30,7 @@ from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.schedule import CalibrationSchedule
 
 from support.circuits import BELL_QASM2
+from support.moments import packaged_calendar
 from support.cli import (
     QMIO, QUIET_TIME, LoggedProcess, accepts_connections, descendants, discovery, free_port, get_json,
     isolated_env, lab_env, pid_alive, run_qmio, start_lab, wait_for,
@@ -38,7 +39,7 @@ from support.cli import (
 pytestmark = pytest.mark.timeout(240)
 
 #: The packaged calendar (qmio.yaml): weekdays at 07:00 UTC for 30 minutes.
-PACKAGED_SCHEDULE = CalibrationSchedule()
+PACKAGED_SCHEDULE = CalibrationSchedule.from_config(packaged_calendar())
 UTC = timezone.utc
 
 

@@ -36,12 +36,12 @@ def test_schedule_follows_configuration(monkeypatch):
 
 
 def test_calibration_in_force_follows_the_calendar():
-    s = CalibrationSchedule(weekdays=(0, 1, 2, 3, 4))
+    s = CalibrationSchedule.from_config(packaged_calendar())  # weekdays, 07:00 for 30 minutes
     inside = datetime(2026, 11, 24, 7, 10, tzinfo=UTC)  # Tuesday, in the window
     assert s.in_force_since(inside) == datetime(2026, 11, 23, 7, 30, tzinfo=UTC)  # Monday's
     assert s.in_force_since(inside.replace(hour=9)) == datetime(2026, 11, 24, 7, 30, tzinfo=UTC)
     assert s.in_force_since(datetime(2026, 11, 29, 12, 0, tzinfo=UTC)) == datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
-    never = CalibrationSchedule(weekdays=())
+    never = CalibrationSchedule.from_config({**packaged_calendar(), "weekdays": []})
     assert never.in_force_since(inside) == inside  # no calendar: calibrated when started
     assert never.window_at(inside) is None
 

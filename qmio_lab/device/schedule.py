@@ -1,8 +1,10 @@
 """The automatic calibration schedule: a daily window on weekdays, weekends left free."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from qmio_lab import config
 from qmio_lab.device.calibration import utc
@@ -10,19 +12,21 @@ from qmio_lab.device.calibration import utc
 
 @dataclass(frozen=True)
 class CalibrationSchedule:
-    """When the QPU recalibrates. All times are UTC."""
+    """When the QPU recalibrates. All times are UTC; the calendar itself is ``qmio.calibration``."""
 
-    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
-    start: time = time(7, 0)
-    duration: timedelta = timedelta(minutes=30)
+    weekdays: tuple[int, ...]
+    start: time
+    duration: timedelta
 
     @classmethod
-    def from_config(cls) -> CalibrationSchedule:
-        hh, mm = (int(x) for x in str(config.get("calibration.time")).split(":"))
+    def from_config(cls, settings: Mapping[str, Any] | None = None) -> CalibrationSchedule:
+        """The calendar of ``settings`` (the keys of ``qmio.calibration``), by default the configured one."""
+        settings = config.get("calibration") if settings is None else settings
+        hh, mm = (int(x) for x in str(settings["time"]).split(":"))
         return cls(
-            weekdays=tuple(int(d) for d in config.get("calibration.weekdays")),
+            weekdays=tuple(int(d) for d in settings["weekdays"]),
             start=time(hh, mm),
-            duration=timedelta(minutes=float(config.get("calibration.duration_minutes"))),
+            duration=timedelta(minutes=float(settings["duration_minutes"])),
         )
 
     def _window_on(self, day: datetime) -> tuple[datetime, datetime] | None:
