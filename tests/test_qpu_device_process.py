@@ -82,7 +82,7 @@ def test_a_long_job_reports_its_progress_to_the_record_and_the_monitor(svc):
     """The job record's ``circuits_done`` climbs while the job runs (the simulator process
     reports it a few times a second), and the notebook job monitor shows it."""
     from qmio_lab.qpu.backend import QPUBackend, QPUJob
-    from qmio_lab.widgets.jobs import snapshot
+    from qmio_lab.widgets.jobs import read_job_state
 
     alice = svc.client("alice")
     job_id = long_job(alice)
@@ -92,14 +92,14 @@ def test_a_long_job_reports_its_progress_to_the_record_and_the_monitor(svc):
     deadline = time.monotonic() + 120
     while (record := alice.job(job_id))["state"] == "running":
         seen.append(record["circuits_done"])
-        shown.append(snapshot(job).done)
+        shown.append(read_job_state(job).done)
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert record["state"] == "done" and record["circuits_done"] == record["num_circuits"] == 16
     assert seen == sorted(seen), seen  # never goes back
     assert any(0 < n < 16 for n in seen), seen  # and is seen part-way, not only 0 then 16
     assert any(0 < n < 16 for n in shown), shown
-    assert snapshot(job).done == snapshot(job).total == 16
+    assert read_job_state(job).done == read_job_state(job).total == 16
 
 
 def test_a_dead_simulator_fails_only_its_job(svc):

@@ -121,7 +121,7 @@ def test_estimator_view():
 def test_job_monitor_on_a_finished_simulator_job(sim_result):
     job, _ = sim_result
     seen = []
-    m = JobMonitor(job, interval=0.05, on_finish=lambda j, row: seen.append(row.snap.state))
+    m = JobMonitor(job, interval=0.05, on_finish=lambda j, row: seen.append(row.job_state.state))
     assert m.wait(10)
     row = m.rows[0]
     assert row.state.value == "<b>done</b>" and row.queue.value == "queue: —"

@@ -78,7 +78,7 @@ class QmioMagics(Magics):
         from qmio_lab.widgets import JobMonitor, view
 
         def show_result(done_job: Any, row: Any) -> None:
-            if row.snap.state == "done":
+            if row.job_state.state == "done":
                 result = done_job.result()
                 self.last_result = result
                 shown = view(result, title=f"{args.target} result")

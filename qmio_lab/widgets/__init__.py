@@ -4,7 +4,7 @@ Plain ipywidgets + matplotlib (no front-end build); every widget also renders as
 where no widget manager runs (nbviewer, nbconvert).
 """
 from qmio_lab.widgets.calibration import CalibrationHistory, CalibrationView, chip_svg
-from qmio_lab.widgets.jobs import JobMonitor, JobRow, JobSnapshot, snapshot
+from qmio_lab.widgets.jobs import JobMonitor, JobRow, JobState, read_job_state
 from qmio_lab.widgets.reprs import (
     calibration_html, job_html, jobs_html, register_formatters, result_html, status_html,
     unregister_formatters,
@@ -14,8 +14,8 @@ from qmio_lab.widgets.results import (
 )
 
 __all__ = [
-    "CalibrationHistory", "CalibrationView", "EstimatorView", "JobMonitor", "JobRow", "JobSnapshot",
+    "CalibrationHistory", "CalibrationView", "EstimatorView", "JobMonitor", "JobRow", "JobState",
     "ResultComparison", "ResultView", "calibration_html", "chip_svg", "compare", "job_html",
-    "jobs_html", "register_formatters", "result_html", "snapshot", "status_html",
+    "jobs_html", "register_formatters", "result_html", "read_job_state", "status_html",
     "total_variation_distance", "unregister_formatters", "view",
 ]

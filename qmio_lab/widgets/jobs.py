@@ -27,7 +27,7 @@ _BAR_STYLE = {"queued": "", "running": "info", "done": "success", "failed": "dan
 
 
 @dataclass
-class JobSnapshot:
+class JobState:
     """What the monitor shows of a job at one moment, whatever the target."""
 
     job_id: str
@@ -61,13 +61,13 @@ def _job_id(job: Any) -> str:
     return jid() if callable(jid) else str(jid)
 
 
-def snapshot(job: Any) -> JobSnapshot:
+def read_job_state(job: Any) -> JobState:
     """Read a QPU job (its service record), an emulator job (its progress) or any Qiskit job."""
     target = job_target(job)
     record = getattr(job, "record", None)
     if isinstance(record, dict) and hasattr(job, "refresh"):  # QPUJob: one GET, no long poll
         rec = job.refresh()
-        return JobSnapshot(
+        return JobState(
             _job_id(job), target, rec["state"], int(rec.get("circuits_done") or 0),
             int(rec.get("num_circuits") or 0),
             rec.get("queue_position"), rec.get("eta_s"), rec.get("calibration_id"), rec.get("name"),
@@ -77,7 +77,7 @@ def snapshot(job: Any) -> JobSnapshot:
     progress = getattr(job, "progress", None)
     done, total = progress() if callable(progress) else ((1, 1) if state == "done" else (0, 1))
     meta = getattr(job, "metadata", {}) or {}
-    return JobSnapshot(_job_id(job), target, state, done, total,
+    return JobState(_job_id(job), target, state, done, total,
                        calibration_id=meta.get("calibration_id") if isinstance(meta, dict) else None)
 
 
@@ -92,7 +92,7 @@ class JobRow(HTMLFallback, w.HBox):
 
     def __init__(self, job: Any) -> None:
         self.job = job
-        self.snap = JobSnapshot(_job_id(job), job_target(job), "queued", 0, 1)
+        self.job_state = JobState(_job_id(job), job_target(job), "queued", 0, 1)
         self.label = w.HTML()
         self.state = w.HTML()
         self.queue = w.HTML()
@@ -105,7 +105,7 @@ class JobRow(HTMLFallback, w.HBox):
         super().__init__([self.label, self.state, self.queue, self.eta, self.progress,
                           self.cancel_button, self.message],
                          layout=w.Layout(align_items="center", grid_gap="8px"))
-        self.label.value = f"<code>{esc(self.snap.job_id[:12])}</code> {esc(self.snap.target)}"
+        self.label.value = f"<code>{esc(self.job_state.job_id[:12])}</code> {esc(self.job_state.target)}"
 
     def _cancel(self, _button: Any = None) -> None:
         try:
@@ -117,30 +117,30 @@ class JobRow(HTMLFallback, w.HBox):
             self.message.value = "already running or ended; not cancelled"
         self.update()
 
-    def update(self) -> JobSnapshot:
+    def update(self) -> JobState:
         try:
-            snap = snapshot(self.job)
+            state = read_job_state(self.job)
         except Exception as exc:  # a network blip must not kill the monitor thread
             self.message.value = f"<span style='color:#b00'>{esc(exc)}</span>"
-            return self.snap
-        self.snap = snap
-        name = f" <b>{esc(snap.name)}</b>" if snap.name else ""
-        self.label.value = f"<code>{esc(snap.job_id[:12])}</code> {esc(snap.target)}{name}"
-        self.state.value = f"<b>{esc(snap.state)}</b>"
-        pos = "—" if snap.queue_position is None else str(snap.queue_position)
+            return self.job_state
+        self.job_state = state
+        name = f" <b>{esc(state.name)}</b>" if state.name else ""
+        self.label.value = f"<code>{esc(state.job_id[:12])}</code> {esc(state.target)}{name}"
+        self.state.value = f"<b>{esc(state.state)}</b>"
+        pos = "—" if state.queue_position is None else str(state.queue_position)
         self.queue.value = f"queue: {pos}"
-        self.eta.value = f"ETA: {_eta_text(snap.eta_s if not snap.finished else None)}"
-        self.progress.max = max(snap.total, 1)
-        self.progress.value = min(snap.done, self.progress.max)
-        self.progress.bar_style = _BAR_STYLE.get(snap.state, "")
-        self.progress.description = f"{snap.done}/{snap.total}"
-        self.cancel_button.disabled = snap.finished or snap.state == "running"
-        if snap.error:
-            self.message.value = f"<span style='color:#b00'>{esc(snap.error)}</span>"
-        return snap
+        self.eta.value = f"ETA: {_eta_text(state.eta_s if not state.finished else None)}"
+        self.progress.max = max(state.total, 1)
+        self.progress.value = min(state.done, self.progress.max)
+        self.progress.bar_style = _BAR_STYLE.get(state.state, "")
+        self.progress.description = f"{state.done}/{state.total}"
+        self.cancel_button.disabled = state.finished or state.state == "running"
+        if state.error:
+            self.message.value = f"<span style='color:#b00'>{esc(state.error)}</span>"
+        return state
 
     def _repr_html_(self) -> str:
-        s = self.snap
+        s = self.job_state
         return key_value_table([("job", s.job_id), ("target", s.target), ("state", s.state),
                                 ("queue position", s.queue_position), ("progress", f"{s.done}/{s.total}")])
 
@@ -182,7 +182,7 @@ class JobMonitor(HTMLFallback, w.VBox):
 
     @property
     def finished(self) -> bool:
-        return all(r.snap.finished for r in self.rows)
+        return all(r.job_state.finished for r in self.rows)
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -195,18 +195,18 @@ class JobMonitor(HTMLFallback, w.VBox):
             with self._lock:
                 rows = list(self.rows)
             for row in rows:
-                if row.snap.finished and row.snap.job_id in self._notified:
+                if row.job_state.finished and row.job_state.job_id in self._notified:
                     continue
-                snap = row.update()
-                if snap.finished and snap.job_id not in self._notified:
-                    self._notified.add(snap.job_id)
+                state = row.update()
+                if state.finished and state.job_id not in self._notified:
+                    self._notified.add(state.job_id)
                     if self.on_finish is not None:
                         try:
                             self.on_finish(row.job, row)
                         except Exception as exc:
                             row.message.value = f"<span style='color:#b00'>{esc(exc)}</span>"
             with self._lock:
-                if all(r.snap.job_id in self._notified for r in self.rows):
+                if all(r.job_state.job_id in self._notified for r in self.rows):
                     self._thread = None
                     return
             self._wake.wait(self.interval)
@@ -224,7 +224,7 @@ class JobMonitor(HTMLFallback, w.VBox):
         self._wake.set()
 
     def _repr_html_(self) -> str:
-        rows = [(r.snap.job_id, r.snap.target, r.snap.state,
-                 "—" if r.snap.queue_position is None else r.snap.queue_position,
-                 f"{r.snap.done}/{r.snap.total}") for r in self.rows]
+        rows = [(r.job_state.job_id, r.job_state.target, r.job_state.state,
+                 "—" if r.job_state.queue_position is None else r.job_state.queue_position,
+                 f"{r.job_state.done}/{r.job_state.total}") for r in self.rows]
         return table(["job", "target", "state", "queue position", "progress"], rows)

@@ -10,7 +10,7 @@ from typing import Any
 
 from qmio_lab.widgets._render import esc, key_value_table, png_img_tag, table
 from qmio_lab.widgets.calibration import calibration_header, chip_svg
-from qmio_lab.widgets.jobs import snapshot
+from qmio_lab.widgets.jobs import read_job_state
 from qmio_lab.widgets.results import experiment_names, histogram_png, counts_table, result_counts, result_meta
 
 
@@ -29,7 +29,7 @@ def result_html(result: Any) -> str:
 
 def job_html(job: Any) -> str:
     try:
-        s = snapshot(job)
+        s = read_job_state(job)
     except Exception as exc:  # the service is unreachable: still say which job this is
         return f"<div class='qmio-job'>job {esc(getattr(job, 'job_id', '?'))}: {esc(exc)}</div>"
     pairs = [("job", s.job_id), ("target", s.target), ("state", s.state),
