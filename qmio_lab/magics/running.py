@@ -47,7 +47,7 @@ def one_line(exc: BaseException) -> str:
 
 
 class Targets:
-    """The backends a kernel's magics use, made on first use and kept for the session."""
+    """The backends a kernel's magics use, made on first use and kept while the kernel lives."""
 
     def __init__(self) -> None:
         self._backends: dict[str, Any] = {}
