@@ -115,7 +115,7 @@ async def test_chip_carries_layout_and_calibration(jp_fetch, service):
     assert (q5["x"], q5["y"]) == topo.positions[5]
     cal = service.calibration()
     assert chip["calibration_id"] == cal.id
-    assert q5["t2_us"] <= 2 * q5["t1_us"]
+    assert q5["t2"] <= 2 * q5["t1"]
     assert 0 < q5["readout_error"] < 0.5
 
 

@@ -81,7 +81,7 @@ def test_chip_view_matches_topology_and_calibration():
     cal = QmioDevice(seed=3).calibration
     view = chip_view(cal)
     assert len(view["qubits"]) == 32 and len(view["couplers"]) == len(Topology().edges)
-    assert view["qubits"][0]["t1_us"] == pytest.approx(cal.qubits[0].t1 * 1e6)
+    assert view["qubits"][0]["t1"] == pytest.approx(cal.qubits[0].t1)
     assert view["summary"]["id"] == cal.id
 
 

@@ -239,9 +239,10 @@ def chip_view(cal: Any) -> dict[str, Any]:
         x, y = topo.positions[q]
         qubits.append({
             "id": q, "x": x, "y": y,
-            "t1_us": figures.t1 * 1e6, "t2_us": figures.t2 * 1e6,
+            # the calibration's own names and SI units (seconds, hertz), as everywhere else
+            "t1": figures.t1, "t2": figures.t2,
             "readout_error": figures.readout_error, "sx_error": figures.sx_error,
-            "frequency_ghz": figures.frequency / 1e9,
+            "frequency": figures.frequency,
         })
     couplers = [{"control": c.control, "target": c.target, "ecr_error": c.ecr_error} for c in cal.couplers]
     return {

@@ -28,8 +28,9 @@ pytestmark = pytest.mark.timeout(240)
 
 PLUGIN = "qmio-lab:plugin"
 BASE_SETTINGS = {"refreshInterval": 1}  # what the lab fixture starts with
-METRIC_LABELS = {"t1_us": "T1 (µs)", "t2_us": "T2 echo (µs)", "readout_error": "Readout error",
+METRIC_LABELS = {"t1": "T1 (µs)", "t2": "T2 echo (µs)", "readout_error": "Readout error",
                  "sx_error": "SX error"}
+TIME_METRICS = ("t1", "t2")  # in seconds from the lab, shown in µs; higher is better
 KERNEL_IDLE = "(ipykernel) | Idle"
 # the cell "Insert %%qmio cell" writes (commands.ts EXAMPLE_QASM), after its options line
 EXAMPLE_QASM = BELL_QASM3.strip()
@@ -363,7 +364,7 @@ def _hues_expected(lab: dict, metric: str) -> dict[int, int]:
     hues = {}
     for q, v in values.items():
         t = (v - lo) / (hi - lo)
-        hues[q] = round(120 * (t if metric.endswith("_us") else 1 - t))
+        hues[q] = round(120 * (t if metric in TIME_METRICS else 1 - t))
     return hues
 
 
@@ -383,20 +384,24 @@ def _assert_coloured_by(page, lab: dict, metric: str) -> None:
     expect(chip).to_have_attribute("aria-label", f"QMIO chip coloured by {METRIC_LABELS[metric]}", timeout=30_000)
     expect(chip.locator("g.jp-qmio-qubit")).to_have_count(32)
     expect(page.locator("#qmio-lab-panel select.jp-qmio-metric")).to_have_value(metric)
-    order = "red" if metric.endswith("_us") else "green"
-    expect(page.locator("#qmio-lab-panel .jp-qmio-legend")).to_have_text(
-        re.compile(rf"^{re.escape(METRIC_LABELS[metric])}: {order} [\d.]+ (µs|%) … "))
+    order = "red" if metric in TIME_METRICS else "green"
+    legend = page.locator("#qmio-lab-panel .jp-qmio-legend")
+    expect(legend).to_have_text(re.compile(rf"^{re.escape(METRIC_LABELS[metric])}: {order} [\d.]+ (µs|%) … "))
+    if metric in TIME_METRICS:  # the chip sends seconds; the legend shows the chip's lowest in µs
+        lowest_us = float(re.search(r"([\d.]+) µs", legend.inner_text()).group(1))
+        chip_s = min(q[metric] for q in _lab_request(lab, "GET", "/qmio/qpu/chip").json()["qubits"])
+        assert lowest_us == pytest.approx(chip_s * 1e6, rel=0.05)
     expected, shown = _hues_expected(lab, metric), _hues_shown(page)
     # the figures drift a little between the panel's fetch and ours: allow 2 of the 120 hue steps
     off = {q: (shown[q], expected[q]) for q in expected if abs(shown[q] - expected[q]) > 2}
     assert not off, f"qubits not coloured by {metric} (shown, expected): {off}"
 
 
-@pytest.mark.parametrize("metric", ["t2_us", "readout_error"])
+@pytest.mark.parametrize("metric", ["t2", "readout_error"])
 def test_chip_metric_setting_colours_the_chip_map(lab, qmio_settings, page, metric):
     qmio_settings(chipMetric=metric)
     # the check can fail: these metrics colour the chip differently from the default T1
-    t1, other = _hues_expected(lab, "t1_us"), _hues_expected(lab, metric)
+    t1, other = _hues_expected(lab, "t1"), _hues_expected(lab, metric)
     assert sum(abs(t1[q] - other[q]) > 10 for q in t1) >= 8
     _goto(page, lab)
     page.click('li[data-id="qmio-lab-panel"]')
@@ -406,7 +411,7 @@ def test_chip_metric_setting_colours_the_chip_map(lab, qmio_settings, page, metr
 def test_chip_metric_changed_in_the_settings_editor_recolours_the_open_panel(lab, qmio_settings, page):
     _goto(page, lab)
     page.click('li[data-id="qmio-lab-panel"]')
-    _assert_coloured_by(page, lab, "t1_us")  # the default
+    _assert_coloured_by(page, lab, "t1")  # the default
     _settings_field(page, "chipMetric").select_option(label="sx_error")
     _assert_coloured_by(page, lab, "sx_error")
     expect(page.locator("#qmio-lab-panel")).to_be_visible()  # the editor opened beside it

@@ -4,14 +4,19 @@ import { formatPercent } from './format';
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 export const METRICS: { key: ChipMetric; label: string; higherIsBetter: boolean }[] = [
-  { key: 't1_us', label: 'T1 (µs)', higherIsBetter: true },
-  { key: 't2_us', label: 'T2 echo (µs)', higherIsBetter: true },
+  { key: 't1', label: 'T1 (µs)', higherIsBetter: true },
+  { key: 't2', label: 'T2 echo (µs)', higherIsBetter: true },
   { key: 'readout_error', label: 'Readout error', higherIsBetter: false },
   { key: 'sx_error', label: 'SX error', higherIsBetter: false }
 ];
 
+/** Times come in seconds (the calibration's unit) and are shown in µs; errors as percentages. */
 export function formatMetric(metric: ChipMetric, value: number): string {
-  return metric.endsWith('_us') ? `${value.toFixed(1)} µs` : formatPercent(value);
+  return metric === 't1' || metric === 't2' ? formatMicroseconds(value) : formatPercent(value);
+}
+
+export function formatMicroseconds(seconds: number): string {
+  return `${(seconds * 1e6).toFixed(1)} µs`;
 }
 
 /** Hue from red (worst) to green (best) of the chip's own range. */
@@ -86,9 +91,9 @@ export function renderChip(chip: IChip, metric: ChipMetric, scale = 34): SVGSVGE
     group.appendChild(label);
     const title = svg('title', {});
     title.textContent =
-      `Q${q.id}: T1 ${q.t1_us.toFixed(1)} µs, T2 ${q.t2_us.toFixed(1)} µs, ` +
+      `Q${q.id}: T1 ${formatMicroseconds(q.t1)}, T2 ${formatMicroseconds(q.t2)}, ` +
       `readout ${formatPercent(q.readout_error)}, SX ${formatPercent(q.sx_error)}, ` +
-      `${q.frequency_ghz.toFixed(3)} GHz`;
+      `${(q.frequency / 1e9).toFixed(3)} GHz`;
     group.appendChild(title);
     root.appendChild(group);
   }

@@ -78,7 +78,7 @@ export class CalibrationDashboard extends Widget {
       for (const m of METRICS) {
         tr.appendChild(el('td', undefined, formatMetric(m.key, q[m.key])));
       }
-      tr.appendChild(el('td', undefined, q.frequency_ghz.toFixed(3)));
+      tr.appendChild(el('td', undefined, (q.frequency / 1e9).toFixed(3)));
       table.appendChild(tr);
     }
     return table;

@@ -24,7 +24,7 @@ const DEFAULTS: IQmioSettings = {
   refreshInterval: 5,
   defaultTarget: 'qpu',
   defaultShots: 1000,
-  chipMetric: 't1_us'
+  chipMetric: 't1'
 };
 
 const chipIcon = new LabIcon({

@@ -36,11 +36,14 @@ export interface IQubitFigures {
   id: number;
   x: number;
   y: number;
-  t1_us: number;
-  t2_us: number;
+  /** seconds */
+  t1: number;
+  /** seconds (echo) */
+  t2: number;
   readout_error: number;
   sx_error: number;
-  frequency_ghz: number;
+  /** hertz */
+  frequency: number;
 }
 
 /** GET /qmio/qpu/chip: layout and the calibration in force now. */
@@ -89,4 +92,5 @@ export interface IQmioSettings {
   chipMetric: ChipMetric;
 }
 
-export type ChipMetric = 't1_us' | 't2_us' | 'readout_error' | 'sx_error';
+/** Named as the calibration names its per-qubit figures. */
+export type ChipMetric = 't1' | 't2' | 'readout_error' | 'sx_error';
