@@ -124,12 +124,36 @@ def p2_vqe(svc: BenchService, iterations: int = 200) -> dict:
             "met": ratio >= 0.7}
 
 
-def p5_concurrency(svc: BenchService, clients: int = 20, jobs_each: int = 100) -> list[dict]:
-    """20 concurrent clients x 100 jobs: nothing lost, latency beyond simulation, throughput.
+def p5_concurrency(svc: BenchService, clients: int = 20, jobs_each: int = 100, rounds: int = 3) -> list[dict]:
+    """20 concurrent clients x 100 jobs, ``rounds`` times: nothing lost, latency beyond
+    simulation, throughput.
 
-    Fair share is measured apart (:func:`p5_fair_share`): with every client alike, a per-user
-    count of jobs done is equal by construction and could not show an unfair queue."""
+    One round's p99 is the 20 slowest of 2000 jobs, so it mostly measures what else the
+    machine did in those seconds; the row gives the median of the rounds' p99s (and their
+    range), which is what the service itself adds. Fair share is measured apart
+    (:func:`p5_fair_share`): with every client alike, a per-user count of jobs done is equal by
+    construction and could not show an unfair queue."""
     item = _bell_item(svc)
+    lost, rates, p99s, sims = 0, [], [], []
+    for _ in range(rounds):
+        round_lost, rate, p99, sim = _p5_round(svc, item, clients, jobs_each)
+        lost += round_lost
+        rates.append(rate)
+        p99s.append(p99)
+        sims.append(sim)
+    p99 = float(np.median(p99s))
+    return [
+        {"id": "P5a", "what": f"{clients} clients x {jobs_each} jobs, {rounds} rounds: lost jobs, throughput",
+         "ours": f"{lost}, {np.median(rates):.0f} jobs/s",
+         "baseline": f"{rounds * clients * jobs_each} submitted", "ratio": "-", "goal": "0 lost", "met": lost == 0},
+        {"id": "P5b", "what": f"p99 latency beyond simulation time (QPU busy time removed), median of {rounds} rounds",
+         "ours": f"{p99:.1f} ms ({min(p99s):.1f}–{max(p99s):.1f})", "baseline": f"{np.median(sims) * 1000:.2f} ms run",
+         "ratio": "-", "goal": "≤ 50 ms", "met": p99 <= 50},
+    ]
+
+
+def _p5_round(svc: BenchService, item: dict, clients: int, jobs_each: int) -> tuple[int, float, float, float]:
+    """One round: (jobs lost, jobs/s, p99 ms beyond simulation, median simulation s)."""
     t0 = time.perf_counter()
     # one process per client, as 20 users' kernels would be (threads would share one GIL)
     with ProcessPoolExecutor(max_workers=clients, mp_context=mp.get_context("fork")) as pool:
@@ -150,15 +174,7 @@ def p5_concurrency(svc: BenchService, clients: int = 20, jobs_each: int = 100) -
         sent, got = spans[r["id"]]
         busy = np.clip(np.minimum(runs[:, 1], got) - np.maximum(runs[:, 0], sent), 0, None).sum()
         beyond.append((got - sent - busy) * 1000)
-    p99 = float(np.percentile(beyond, 99))
-    return [
-        {"id": "P5a", "what": f"{clients} clients x {jobs_each} jobs: lost jobs, throughput",
-         "ours": f"{lost}, {clients * jobs_each / wall:.0f} jobs/s",
-         "baseline": f"{clients * jobs_each} submitted", "ratio": "-", "goal": "0 lost", "met": lost == 0},
-        {"id": "P5b", "what": "p99 latency beyond simulation time (QPU busy time removed)",
-         "ours": f"{p99:.1f} ms", "baseline": f"{sim * 1000:.2f} ms run", "ratio": "-", "goal": "≤ 50 ms",
-         "met": p99 <= 50},
-    ]
+    return lost, clients * jobs_each / wall, float(np.percentile(beyond, 99)), sim
 
 
 FAIR_MAX_AHEAD = 2  # README: a 1000-job backlog delays another user's single job by at most about one job
