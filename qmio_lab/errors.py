@@ -43,6 +43,11 @@ class CalibrationError(QmioError, LookupError):
     """No calibration exists for the requested time or id."""
 
 
+class CalibrationFileError(QmioError, ValueError):
+    """A calibration file (QMIO's JSON schema) cannot be read: the message names the file, and
+    every missing or malformed figure by qubit and key."""
+
+
 class EmulatorMemoryError(QmioError, MemoryError):
     """A circuit needs more memory than any emulator worker has."""
 
