@@ -102,6 +102,10 @@ class JobStopped(QmioError, RuntimeError):
         self.cancelled = cancelled
 
 
+class GatewayRequestError(QmioError, ValueError):
+    """A message to the QMIO gateway is not a request of QMIO's client (or not plain data)."""
+
+
 class SlurmGateRefused(QmioError, PermissionError):
     """The submission does not come from a running job in the QPU partition."""
 
