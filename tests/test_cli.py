@@ -88,7 +88,7 @@ def test_demo_prints_the_calibration_in_force_and_a_noisy_ghz_run(env):
     after = ids_in_force_now()
     assert out.returncode == 0, out.stderr
     demo = parse_demo(out.stdout)
-    assert (demo["qubits"], demo["couplers"]) == (32, 37)
+    assert (demo["qubits"], demo["couplers"]) == (32, 33)
     assert demo["calibration"] in before | after  # the snapshot the packaged calendar has in force
     assert 0 <= demo["age_h"] < 24 * 3 + 1       # a weekend is the longest gap between windows
     assert demo["n"] == 3 and demo["shots"] == 4000
@@ -172,7 +172,7 @@ def test_calibration_json_is_the_full_snapshot_and_seed_selects_the_chip(env):
     cal = Calibration.from_json(out.stdout)
     expected = calibration_in_force(datetime.fromisoformat(at), seed=3)
     assert cal.to_dict() == expected.to_dict()
-    assert cal.num_qubits == 32 and len(cal.couplers) == 37 and cal.id.endswith("-s3")
+    assert cal.num_qubits == 32 and len(cal.couplers) == 33 and cal.id.endswith("-s3")
     default_seed = Calibration.from_json(run_qmio("calibration", "--json", "--at", at, env=env).stdout)
     assert default_seed.id.endswith("-s2024")
     assert [q.t1 for q in default_seed.qubits] != [q.t1 for q in cal.qubits]

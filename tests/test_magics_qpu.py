@@ -171,7 +171,7 @@ def test_calibration_view_state(k):
     assert "application/vnd.jupyter.widget-view+json" in out["result"] and "<svg" in out["result"]["text/html"]
     cal_id, metric, chip = k.value("[cv.calibration.id, cv.metric.value, cv.chip.value]")
     assert metric == "t2" and cal_id.startswith("cal-") and chip.count('class="qubit"') == 32
-    assert chip.count('class="coupler"') == 37 and "<title>Q0: T1" in chip
+    assert chip.count('class="coupler"') == 33 and "<title>Q0: T1" in chip
     header = k.value("cv.header.value")
     assert cal_id in header and "online" in header
     nxt = k.value("default_client().status()['next_calibration']")  # none: the tests run without a calendar

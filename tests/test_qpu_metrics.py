@@ -98,7 +98,7 @@ def test_metrics_need_no_token_and_export_every_family_the_readme_lists(svc):
     assert set(m.by_label("qmio_jobs", "state")) == set(STATES)
     for family in ("qmio_qubit_t1_seconds", "qmio_qubit_t2_seconds", "qmio_qubit_readout_error", "qmio_qubit_sx_error"):
         assert set(m.by_label(family, "qubit")) == {str(q) for q in range(32)}, family
-    assert len(m.families["qmio_coupler_ecr_error"].samples) == 37
+    assert len(m.families["qmio_coupler_ecr_error"].samples) == 33
     state = m.by_label("qmio_qpu_state", "state")
     assert set(state) == set(QPU_STATES) and sorted(state.values()) == [0, 0, 0, 1]
     assert state[svc.http("GET", "/api/v1/status").json()["state"]] == 1

@@ -77,8 +77,8 @@ def test_delay_relaxes_with_t1(device: QmioDevice):
     [
         (lambda qc: qc.h(0), "'h', which is not a native QMIO operation.*transpile"),
         (lambda qc: qc.cx(0, 5), "'cx', which is not a native.*transpile"),
-        (lambda qc: qc.ecr(0, 1), r"ecr on qubits \(0, 1\), which is not a native coupler.*transpile"),
-        (lambda qc: qc.ecr(5, 0), r"ecr on qubits \(5, 0\).*other way round.*transpile"),
+        (lambda qc: qc.ecr(0, 5), r"ecr on qubits \(0, 5\), which is not a native coupler.*transpile"),
+        (lambda qc: qc.ecr(1, 0), r"ecr on qubits \(1, 0\).*other way round.*transpile"),  # the chip has 0 -> 1
     ],
 )
 def test_rejects_non_native_circuits(device: QmioDevice, build, message):

@@ -41,7 +41,7 @@ def test_total_variation_distance():
 def test_chip_svg_colours_follow_the_metric(device):
     cal = device.calibration
     t1 = chip_svg(cal, "t1")
-    assert t1.count('class="qubit"') == 32 and t1.count('class="coupler"') == 37
+    assert t1.count('class="qubit"') == 32 and t1.count('class="coupler"') == 33
     assert chip_svg(cal, "readout_error") != t1
     worst = int(np.argmin(cal.qubit_metric("t1")))
     assert f'data-qubit="{worst}" data-value="{cal.qubits[worst].t1:.6g}"><circle' in t1

@@ -1,65 +1,61 @@
-"""The QMIO chip layout: 32 qubits in rows of 5-3-5-3-6-4-6 with directed ECR couplers.
+"""The QMIO chip: 32 qubits and the 33 directed ECR pairs of its published calibrations.
 
-The layout is fixed hardware, not a calibration property: every snapshot of every device shares
-it, so circuits transpiled yesterday still map onto today's chip.
+The layout is hardware, not a calibration property: every snapshot shares it, so circuits
+transpiled yesterday still map onto today's chip. A day's calibration may lack a pair (it
+happens on the real QPU); that pair is then unavailable in that calibration's Target, not
+removed from the chip. The chip itself is ``qmio.device.chip`` (qmio.yaml).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from qiskit.transpiler import CouplingMap
 
-ROW_SIZES: tuple[int, ...] = (5, 3, 5, 3, 6, 4, 6)
-CHIP_WIDTH = 10.0
-#: Two qubits in adjacent rows are coupled when their horizontal distance is below this.
-COUPLING_REACH = 1.5
+from qmio_lab import config
+
+
+def _configured_couplers() -> tuple[tuple[int, int], ...]:
+    return tuple((int(c), int(t)) for c, t in config.get("device.chip.couplers"))
+
+
+def _configured_positions() -> tuple[tuple[float, float], ...]:
+    return tuple((float(x), float(y)) for x, y in config.get("device.chip.positions"))
 
 
 @dataclass(frozen=True)
 class Topology:
-    """Qubit positions and directed ECR couplers of the chip."""
+    """Qubit positions (x, row; rows grow downwards) and directed ``(control, target)`` ECR pairs."""
 
-    row_sizes: tuple[int, ...] = ROW_SIZES
+    couplers: Sequence[tuple[int, int]] = field(default_factory=_configured_couplers)
+    qubit_positions: Sequence[tuple[float, float]] = field(default_factory=_configured_positions)
+
+    def __post_init__(self) -> None:
+        n = len(self.qubit_positions)
+        bad = [pair for pair in self.couplers if not all(0 <= q < n for q in pair) or pair[0] == pair[1]]
+        if bad:
+            raise ValueError(f"couplers {bad[:4]} name qubits outside 0..{n - 1} (qmio.device.chip)")
 
     @property
     def num_qubits(self) -> int:
-        return sum(self.row_sizes)
+        return len(self.qubit_positions)
 
     @cached_property
     def rows(self) -> tuple[tuple[int, ...], ...]:
-        rows, start = [], 0
-        for size in self.row_sizes:
-            rows.append(tuple(range(start, start + size)))
-            start += size
-        return tuple(rows)
+        """The qubits of each row, top to bottom."""
+        ys = sorted({y for _, y in self.qubit_positions})
+        return tuple(tuple(q for q, (_, y) in enumerate(self.qubit_positions) if y == row) for row in ys)
 
     @cached_property
     def positions(self) -> dict[int, tuple[float, float]]:
-        """``{qubit: (x, y)}``; rows are centred on a chip ``CHIP_WIDTH`` wide, y grows down."""
-        pos = {}
-        for y, row in enumerate(self.rows):
-            for i, q in enumerate(row):
-                pos[q] = (round((i + 0.5) * CHIP_WIDTH / len(row), 4), float(y))
-        return pos
+        """``{qubit: (x, y)}``, y grows down."""
+        return dict(enumerate(self.qubit_positions))
 
     @cached_property
     def edges(self) -> tuple[tuple[int, int], ...]:
-        """Directed ``(control, target)`` ECR pairs between nearest neighbours of adjacent rows.
-
-        The direction alternates along each row gap, as cross-resonance directions do on real
-        chips (the control is the qubit driven at its partner's frequency).
-        """
-        pos = self.positions
-        pairs = []
-        for upper, lower in zip(self.rows, self.rows[1:]):
-            k = 0
-            for a in upper:
-                for b in lower:
-                    if abs(pos[a][0] - pos[b][0]) < COUPLING_REACH:
-                        pairs.append((a, b) if k % 2 == 0 else (b, a))
-                        k += 1
-        return tuple(pairs)
+        """The directed ECR pairs: the control is driven at its partner's frequency."""
+        return tuple(tuple(pair) for pair in self.couplers)  # type: ignore[misc]
 
     def coupling_map(self) -> CouplingMap:
         return CouplingMap(list(self.edges))

@@ -383,6 +383,7 @@ def _assert_coloured_by(page, lab: dict, metric: str) -> None:
     chip = page.locator("#qmio-lab-panel svg.jp-qmio-chip")
     expect(chip).to_have_attribute("aria-label", f"QMIO chip coloured by {METRIC_LABELS[metric]}", timeout=30_000)
     expect(chip.locator("g.jp-qmio-qubit")).to_have_count(32)
+    expect(chip.locator("line.jp-qmio-coupler")).to_have_count(33)  # QMIO's 33 ECR pairs
     expect(page.locator("#qmio-lab-panel select.jp-qmio-metric")).to_have_value(metric)
     order = "red" if metric in TIME_METRICS else "green"
     legend = page.locator("#qmio-lab-panel .jp-qmio-legend")
