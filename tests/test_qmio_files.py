@@ -152,3 +152,31 @@ def test_files_that_are_not_calibrations_are_refused(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(CalibrationFileError, match="is a JSON object"):
         read_file(bad)
+
+
+def test_a_device_runs_with_an_imported_calibration_and_its_missing_pair_is_unavailable():
+    from qiskit import QuantumCircuit
+
+    from qmio_lab.compilation import compile_for
+    from qmio_lab.device import QmioSimulator
+    from qmio_lab.errors import InvalidCircuitError
+
+    cal = read_file(CURRENT, QMIO_PAIRS).calibration
+    dev = QmioDevice(seed=5, history=[cal])
+    sim = QmioSimulator(dev)
+    direct = QuantumCircuit(32)
+    direct.ecr(30, 31)
+    direct.measure_all()
+    with pytest.raises(InvalidCircuitError, match=r"ecr on qubits \(30, 31\)"):
+        sim.run(direct, shots=10, at=cal.taken_at)
+    bell = QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)
+    bell.measure_all()
+    native = compile_for(bell, dev.target(cal), level=1)
+    used = {tuple(native.find_bit(q).index for q in inst.qubits) for inst in native.data if inst.operation.name == "ecr"}
+    assert used and used <= set(QMIO_PAIRS) - {(30, 31)}
+    result = sim.run(native, shots=2000, at=cal.taken_at, seed_simulator=3).result()
+    assert result.to_dict()["calibration_id"] == cal.id
+    counts = result.get_counts()
+    assert (counts.get("00", 0) + counts.get("11", 0)) / 2000 > 0.6  # a Bell state under the file's noise

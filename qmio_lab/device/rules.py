@@ -68,9 +68,10 @@ def is_native(circuit: QuantumCircuit, chip: Calibration | QmioDevice) -> bool:
     return circuit.num_qubits == width and _not_native(circuit, edges) is None
 
 
-def check_circuit(circuit: QuantumCircuit, device: QmioDevice) -> None:
+def check_circuit(circuit: QuantumCircuit, device: Calibration | QmioDevice) -> None:
     """Raise :class:`InvalidCircuitError` unless ``circuit`` can run on the chip as written:
-    no wider than it, native operations on native ECR directions, and a measurement."""
+    no wider than it, native operations on native ECR directions (those of the calibration, when
+    given one: a day may lack a pair), and a measurement."""
     name = circuit.name
     width, edges = _chip(device)
     if circuit.num_qubits > width:

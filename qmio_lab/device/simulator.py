@@ -105,11 +105,11 @@ class QmioSimulator(BackendV2):
                 f"{len(circuits)} circuits in one job; the QPU accepts at most {self.max_circuits}. "
                 "Split them into several jobs."
             )
+        cal = self.device.calibration_at(self._clock(opts["at"]))
         for circuit in circuits:
             if not isinstance(circuit, QuantumCircuit):
                 raise InvalidCircuitError(f"expected QuantumCircuit, got {type(circuit).__name__}")
-            check_circuit(circuit, self.device)
-        cal = self.device.calibration_at(self._clock(opts["at"]))
+            check_circuit(circuit, cal)  # the couplers this calibration has (a day may lack one)
         job_id = str(uuid.uuid4())
         future = self._pool.submit(self.execute, circuits, shots, cal, opts["seed_simulator"], job_id)
         return QmioSimulatorJob(self, job_id, future)

@@ -132,7 +132,7 @@ def native_circuit(
     circuit: QuantumCircuit, index: int, device: QmioDevice, calibration: Calibration, level: int
 ) -> tuple[QuantumCircuit, bool]:
     """The circuit as the chip runs it, and whether the transpiler had to make it so."""
-    if is_native(circuit, device) and has_measurement(circuit):
+    if is_native(circuit, calibration) and has_measurement(circuit):  # the pairs of this calibration
         return circuit, False
     return _transpile(circuit, index, device, calibration, level), True
 
@@ -157,7 +157,7 @@ def _transpile(circuit: QuantumCircuit, index: int, device: QmioDevice, calibrat
             f"circuit {index} ({circuit.name!r}) cannot be mapped onto the QMIO chip: {exc}"
         ) from exc
     try:
-        check_circuit(out, device)
+        check_circuit(out, calibration)
     except InvalidCircuitError as exc:
         raise InvalidCircuitError(f"circuit {index}: {exc}") from exc
     return out
