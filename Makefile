@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: lab test bench system-deps slurm-deps clean
+.PHONY: lab test bench system-deps slurm-deps clean qmio-client
 
 # What a fresh Debian lacks: python3-venv for the venv, Node.js/npm for the lab extension build and
 # JupyterHub's proxy. Installed only where missing (needs root, as make test runs in CI).
@@ -36,7 +36,18 @@ lab: $(STAMP)
 slurm-deps:
 	bash tests/slurm/slurm.sh install
 
-test: $(STAMP) slurm-deps
+# QMIO's own client (PyPI `qmio`) in a venv of its own: its wheel also installs top-level `config`
+# and `tests` packages, which must not shadow anything of ours. The gateway tests run it.
+QMIO_CLIENT_VENV := .venv-qmio-client
+QMIO_CLIENT_STAMP := $(QMIO_CLIENT_VENV)/.installed-stamp
+$(QMIO_CLIENT_STAMP): | system-deps
+	test -x $(QMIO_CLIENT_VENV)/bin/python || $(PYTHON) -m venv $(QMIO_CLIENT_VENV)
+	$(QMIO_CLIENT_VENV)/bin/python -m pip install -q 'qmio==0.1.3'
+	touch $@
+
+qmio-client: $(QMIO_CLIENT_STAMP)
+
+test: $(STAMP) slurm-deps $(QMIO_CLIENT_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS) $(LAB_TESTS_IGNORE)
 	$(PY) -m pytest -p pytest_jupyter.jupyter_server $(LAB_HANDLER_TESTS)
 	$(PY) -m pytest $(LAB_BROWSER_TESTS)
@@ -46,7 +57,7 @@ bench: $(STAMP) slurm-deps
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) $(QMIO_CLIENT_VENV) build dist *.egg-info .pytest_cache
 
 # ---- the JupyterLab extension (extensions/qmio-lab) -------------------------------------------
 # `pip install` builds it once (hatch-jupyter-builder); this rebuilds it whenever its sources
