@@ -102,6 +102,16 @@ class JobStopped(QmioError, RuntimeError):
         self.cancelled = cancelled
 
 
+class SubmissionError(QmioError, ValueError):
+    """The service refused a job request. ``status`` is the HTTP code it answers with (the QMIO
+    gateway replies ``{"Exception": message}`` instead); ``figures`` are extra JSON fields."""
+
+    def __init__(self, status: int, message: str, **figures: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.figures = figures
+
+
 class GatewayRequestError(QmioError, ValueError):
     """A message to the QMIO gateway is not a request of QMIO's client (or not plain data)."""
 

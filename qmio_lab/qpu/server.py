@@ -10,23 +10,19 @@ import json
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import tornado.web
 
 from qmio_lab import config
-from qmio_lab.device.rules import check_shots
-from qmio_lab.errors import AdmissionError, QmioError
-from qmio_lab.qpu.admission import check_cost, check_reservation, is_text
+from qmio_lab.errors import AdmissionError, SubmissionError
+from qmio_lab.qpu import submission
+from qmio_lab.qpu.admission import check_reservation
 from qmio_lab.qpu.auth import User
-from qmio_lab.qpu.circuits import check_parameter_values, content_key, expanded_count
 from qmio_lab.qpu.service import QPUService
-from qmio_lab.qpu.slurm_gate import SlurmCommandError, SlurmGateRefused
-from qmio_lab.qpu.store import STATES as JOB_STATES, TERMINAL_STATES
+from qmio_lab.qpu.store import STATES as JOB_STATES
 
 log = logging.getLogger(__name__)
-_compile_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qmio-compile")  # sandboxes do the work
 MAX_WAIT_S = 60.0
 _MAX_LIST = 10000  # jobs one listing returns at most
 
@@ -36,6 +32,10 @@ class ApiError(tornado.web.HTTPError):
         super().__init__(status, reason=None)
         self.message = message
         self.extra = extra
+
+    @classmethod
+    def refused(cls, exc: SubmissionError) -> ApiError:
+        return cls(exc.status, str(exc), **exc.figures)
 
 
 def payload_limit_bytes() -> int:
@@ -124,25 +124,17 @@ class BaseHandler(tornado.web.RequestHandler):
         return job
 
     async def check_slurm(self, slurm_job_id: str | None) -> None:
-        """With a SLURM partition configured, only running jobs in it may use the QPU."""
-        gate = self.service.slurm_gate
-        if gate is None:
-            return
         assert self.user is not None
         try:
-            await asyncio.get_running_loop().run_in_executor(_compile_pool, gate.check, self.user.name, slurm_job_id)
-        except SlurmGateRefused as exc:
-            self.service.metrics.rejected.labels("403").inc()
-            raise ApiError(403, str(exc)) from exc
-        except SlurmCommandError as exc:
-            raise ApiError(503, f"cannot check SLURM right now: {exc}") from exc
+            await submission.check_slurm(self.service, self.user, slurm_job_id)
+        except SubmissionError as exc:
+            raise ApiError.refused(exc) from exc
 
     async def long_poll(self, job: dict[str, Any], until_terminal: bool, timeout: float | None = None) -> dict[str, Any]:
         """With ``?wait=S`` (or ``timeout``): hold the request until the job changes state (or
         ends), at most S s.
 
-        The executor pushes every change, so a waiting client hears of it at once and no
-        client needs to poll in a loop.
+        A waiting client hears of a change at once, so no client needs to poll in a loop.
         """
         if timeout is None:
             wait = self.get_argument("wait", None)
@@ -154,18 +146,7 @@ class BaseHandler(tornado.web.RequestHandler):
                 timeout = math.nan
             if not math.isfinite(timeout) or timeout < 0:
                 raise ApiError(400, f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}; got {wait[:20]!r}")
-        if job["state"] in TERMINAL_STATES:
-            return job
-        timeout = min(timeout, MAX_WAIT_S)
-        seen = job["state"]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while job["state"] not in TERMINAL_STATES and loop.time() < deadline:
-            if not until_terminal and job["state"] != seen:
-                break
-            changed = await self.service.events.wait(job, deadline - loop.time())
-            job = changed or self.service.store.job(job["id"]) or job
-        return job
+        return await self.service.wait_for_job(job, min(timeout, MAX_WAIT_S), until_terminal=until_terminal)
 
     def require_admin(self) -> None:
         assert self.user is not None
@@ -178,13 +159,10 @@ def _no_constant(name: str) -> None:
 
 
 def _slurm_job_id(body: dict[str, Any]) -> str | None:
-    value = body.get("slurm_job_id")
-    if value is None or value == "":
-        return None
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 20:
-        raise ApiError(422, f"slurm_job_id must be a SLURM job id (digits, e.g. $SLURM_JOB_ID); got {str(value)[:30]!r}")
-    return text
+    try:
+        return submission.slurm_job_id(body)
+    except SubmissionError as exc:
+        raise ApiError.refused(exc) from exc
 
 
 class JobsHandler(BaseHandler):
@@ -206,35 +184,9 @@ class JobsHandler(BaseHandler):
         assert self.user is not None
         svc = self.service
         try:
-            spec = self._validate(self.json_body())
-        except ApiError as exc:
-            svc.metrics.rejected.labels(str(exc.status_code)).inc()
-            raise
-        await self.check_slurm(spec["slurm_job_id"])
-        cal = svc.calibration_in_force()
-        level = spec["optimization_level"]
-        try:
-            # each payload is hashed once, here; the digest travels with the stored job
-            digests = [content_key(item) if isinstance(item, dict) else None for item in spec["circuits"]]
-            templates = [svc.compiler.cached(item, cal, level, d) for item, d in zip(spec["circuits"], digests)]
-            if None in templates:  # parsing or transpiling ahead: off the event loop, one at a time per user
-                async with svc.admission_gate.of(self.user.name):
-                    templates = await asyncio.get_running_loop().run_in_executor(
-                        _compile_pool, self._compile_all, spec["circuits"], digests, cal, level)
-            for i, (item, template) in enumerate(zip(spec["circuits"], templates)):
-                check_parameter_values(item, template, i)
-            estimate = svc.timing.job(
-                [(svc.compiler.profile(t), expanded_count(item)) for item, t in zip(spec["circuits"], templates)],
-                spec["shots"])
-            check_cost(estimate)
-        except QmioError as exc:
-            svc.metrics.rejected.labels("422").inc()
-            raise ApiError(422, str(exc), **getattr(exc, "figures", {})) from exc
-        # priority orders the user's own jobs; an admin's priority also puts the job ahead of others'
-        spec["circuits"] = [{**item, "digest": d} for item, d in zip(spec["circuits"], digests)]
-        job = svc.store.add_job(user=self.user.name, boost=spec["priority"] if self.user.is_admin else 0,
-                                estimate=estimate, **spec)
-        svc.metrics.submitted.inc()
+            job = await submission.submit(svc, self.user, self.json_body())
+        except SubmissionError as exc:
+            raise ApiError.refused(exc) from exc
         self.set_header("Location", f"/api/v1/jobs/{job['id']}")
         if self.get_argument("wait", None) is not None:
             # Synchronous submission (as QMIO's own client): one round trip for job and result.
@@ -250,46 +202,6 @@ class JobsHandler(BaseHandler):
         # Wake the QPU only once the reply is on its way: claiming and compiling the job take the
         # GIL, and the client should not wait for them to hear that it was accepted.
         svc.executor.wake()
-
-    def _compile_all(self, items: list[dict[str, Any]], digests: list[str | None], cal: Any, level: int) -> list[Any]:
-        return [self.service.compiler.compile(item, i, cal, level, d) for i, (item, d) in enumerate(zip(items, digests))]
-
-    def _validate(self, body: dict[str, Any]) -> dict[str, Any]:
-        assert self.user is not None
-        unknown = set(body) - {"circuits", "shots", "name", "priority", "optimization_level", "slurm_job_id"}
-        if unknown:
-            raise ApiError(400, f"unknown field(s) {sorted(unknown)}; allowed: circuits, shots, name, "
-                                "priority, optimization_level")
-        circuits = body.get("circuits")
-        if not isinstance(circuits, list) or not circuits:
-            raise ApiError(400, 'circuits must be a non-empty list of {"format": "qasm2|qasm3|qpy", "data": ...}')
-        max_circuits = int(config.get("device.max_circuits"))
-        total = sum(expanded_count(item) for item in circuits)
-        if total > max_circuits:
-            raise ApiError(422, f"{total} circuits in one job; the QPU accepts at most {max_circuits}. "
-                                "Split them into several jobs.")
-        try:
-            shots = check_shots(body.get("shots", int(config.get("device.default_shots"))))
-        except QmioError as exc:
-            raise ApiError(422, str(exc)) from exc
-        priority = body.get("priority", 0)
-        max_priority = int(config.get("qpu.max_priority"))
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise ApiError(422, f"priority must be an integer, got {priority!r}")
-        if not self.user.is_admin and not 0 <= priority <= max_priority:
-            raise ApiError(422, f"priority must be from 0 to {max_priority} (it orders your own jobs: higher "
-                                f"runs first); got {priority}")
-        level = body.get("optimization_level", 1)
-        if level not in (0, 1, 2, 3) or isinstance(level, bool):
-            raise ApiError(422, f"optimization_level must be 0, 1, 2 or 3; got {level!r}")
-        name = body.get("name")
-        if name is not None and (not isinstance(name, str) or len(name) > 200 or not is_text(name)):
-            raise ApiError(422, "name must be a string of at most 200 characters of valid Unicode text")
-        slurm_job_id = _slurm_job_id(body)
-        return {
-            "circuits": circuits, "shots": shots, "name": name, "priority": priority,
-            "optimization_level": level, "slurm_job_id": slurm_job_id,
-        }
 
 
 class JobHandler(BaseHandler):

@@ -197,6 +197,21 @@ class QPUService:
             "estimated_qpu_s": job.get("estimated_qpu_s"), "estimated_hardware_s": job.get("estimated_hardware_s"),
         }
 
+    async def wait_for_job(self, job: dict[str, Any], timeout: float, *, until_terminal: bool) -> dict[str, Any]:
+        """The job once it has ended (or, unless ``until_terminal``, changed state), or as it is
+        after ``timeout`` s. The executor pushes every change, so nobody needs to poll."""
+        if job["state"] in TERMINAL_STATES:
+            return job
+        seen = job["state"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while job["state"] not in TERMINAL_STATES and loop.time() < deadline:
+            if not until_terminal and job["state"] != seen:
+                break
+            changed = await self.events.wait(job, deadline - loop.time())
+            job = changed or self.store.job(job["id"]) or job
+        return job
+
     def calibration_in_force(self) -> Calibration:
         return self.executor.calibration_in_force()
 
