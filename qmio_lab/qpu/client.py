@@ -176,6 +176,17 @@ class QPUClient:
         return self._request("GET", "/api/v1/sessions")["sessions"]
 
     # ---- device -------------------------------------------------------------------------
+    # ---- tunnels (QMIO's ZeroMQ protocol, for its own client) -------------------------------
+    def open_tunnel(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body``: ``max_time_s``, optionally ``port`` and ``slurm_job_id``."""
+        return self._request("POST", "/api/v1/tunnels", json=body)
+
+    def tunnels(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/v1/tunnels")["tunnels"]
+
+    def close_tunnel(self, tunnel_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/api/v1/tunnels/{tunnel_id}")
+
     def status(self) -> dict[str, Any]:
         return self._request("GET", "/api/v1/status")
 
