@@ -7,6 +7,7 @@ import sys
 from datetime import datetime, timezone
 
 from qmio_lab import __version__, config
+from qmio_lab.errors import QmioError
 
 
 def _iso_time(text: str) -> datetime:
@@ -67,6 +68,35 @@ def _cmd_qpu_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hms(text: str) -> float:
+    """Seconds from SLURM's time formats: MM, MM:SS, HH:MM:SS (as ``sbatch --time``)."""
+    parts = text.split(":")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 4 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time limit; write HH:MM:SS, e.g. 00:03:00")
+    if len(parts) == 1:
+        return 60.0 * int(parts[0])
+    seconds = 0
+    for part in parts:
+        seconds = 60 * seconds + int(part)
+    return float(seconds)
+
+
+def _cmd_tunnel(args: argparse.Namespace) -> int:
+    from qmio_lab.qpu.launcher import default_client
+    from qmio_lab.qpu.tunnel_cli import close_tunnel, list_tunnels, open_tunnel, open_tunnel_in_slurm
+
+    client = default_client()
+    if args.list:
+        return list_tunnels(client)
+    if args.close:
+        return close_tunnel(client, args.close)
+    if args.slurm:
+        return open_tunnel_in_slurm(client, args.time, reservation=args.reservation, port=args.port)
+    if args.reservation:
+        raise ValueError("--reservation names a SLURM reservation: use it with --slurm")
+    return open_tunnel(client, args.time, port=args.port, hold=args.hold)
+
+
 def _cmd_lab(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -124,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--hub", action="store_true",
                      help="run as a JupyterHub-managed service: users are Hub users, no token file")
     srv.set_defaults(func=_cmd_qpu_serve)
+
+    tun = sub.add_parser("tunnel", help="open a QMIO tunnel: an endpoint for QMIO's own qmio client (ZMQ_SERVER)")
+    tun.add_argument("--time", type=_hms, default=_hms("00:03:00"),
+                     help="how long it stays open, HH:MM:SS (default 00:03:00, at most 00:15:00)")
+    tun.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
+    tun.add_argument("--slurm", action="store_true",
+                     help="open it from a SLURM job in the QPU partition, as QMIO's client does")
+    tun.add_argument("--reservation", default=None, help="SLURM reservation for the tunnel job (with --slurm)")
+    tun.add_argument("--hold", action="store_true",
+                     help="stay until the tunnel ends, and close it on Ctrl-C (SLURM's qpu.sh uses this)")
+    tun.add_argument("--list", action="store_true", help="list your tunnels")
+    tun.add_argument("--close", metavar="ID", help="close one of your tunnels")
+    tun.set_defaults(func=_cmd_tunnel)
     return parser
 
 
@@ -131,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, LookupError) as exc:
+    except (ValueError, LookupError, QmioError) as exc:
         print(f"qmio: error: {exc}", file=sys.stderr)
         return 2
 

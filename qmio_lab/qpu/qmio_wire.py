@@ -170,6 +170,20 @@ def error_reply(exc: BaseException) -> dict[str, str]:
     return {"Exception": repr(exc)}
 
 
+def creg_counts(counts: Mapping[str, int], cregs: Sequence[tuple[str, int]]) -> dict[str, dict[str, int]]:
+    """Per-creg counts in QMIO's shape (each creg's bit 0 first) from Qiskit's counts with hex
+    keys over all clbits (the cregs' clbits in declaration order, clbit 0 least significant)."""
+    out: dict[str, dict[str, int]] = {name: {} for name, _ in cregs}
+    for key, n in counts.items():
+        value = int(key, 16) if key.startswith("0x") else int(key.replace(" ", ""), 2)
+        offset = 0
+        for name, size in cregs:
+            bits = "".join(str((value >> (offset + k)) & 1) for k in range(size))
+            out[name][bits] = out[name].get(bits, 0) + int(n)
+            offset += size
+    return out
+
+
 def creg_results(memory: Sequence[str], cregs: Sequence[tuple[str, int]], res_format: str,
                  seed: int | None = None) -> dict[str, Any]:
     """Per-creg results in QMIO's shape from Qiskit-ordered per-shot memory.

@@ -366,6 +366,42 @@ class SessionHandler(BaseHandler):
         self.send(self.service.session_view(self.service.store.session(sid)))  # type: ignore[arg-type]
 
 
+class TunnelsHandler(BaseHandler):
+    """Per-user endpoints of QMIO's ZeroMQ protocol (qmio_lab.qpu.gateway), for its own client."""
+
+    def get(self) -> None:
+        assert self.user is not None
+        owner = None if self.user.is_admin else self.user.name
+        self.send({"tunnels": [t.view() for t in self.service.tunnels.of(owner)]})
+
+    async def post(self) -> None:
+        assert self.user is not None
+        body = self.json_body()
+        unknown = set(body) - {"max_time_s", "port", "slurm_job_id"}
+        if unknown:
+            raise ApiError(400, f"unknown field(s) {sorted(unknown)[:5]}; allowed: max_time_s, port, slurm_job_id")
+        job_id = _slurm_job_id(body)
+        await self.check_slurm(job_id)
+        try:
+            tunnel = self.service.tunnels.open(self.user, body.get("max_time_s", 180), port=body.get("port"),
+                                               slurm_job_id=job_id)
+        except SubmissionError as exc:
+            raise ApiError.refused(exc) from exc
+        self.send(tunnel.view(), status=201)
+
+
+class TunnelHandler(BaseHandler):
+    def delete(self, tunnel_id: str) -> None:
+        assert self.user is not None
+        tunnel = self.service.tunnels.get(tunnel_id)
+        if tunnel is None:
+            raise ApiError(404, f"no tunnel with id {tunnel_id!r}; list yours with GET /api/v1/tunnels")
+        if tunnel.user.name != self.user.name and not self.user.is_admin:
+            raise ApiError(403, f"tunnel {tunnel_id!r} belongs to another user")
+        self.service.tunnels.close(tunnel_id)
+        self.send(tunnel.view())
+
+
 class MetricsHandler(BaseHandler):
     """Unauthenticated like any Prometheus target: it exposes device figures and counts only."""
 
@@ -431,6 +467,8 @@ def make_app(service: QPUService, prefix: str = "/") -> tornado.web.Application:
         (r"api/v1/calibrations/([A-Za-z0-9_\-:.+]+)/?", CalibrationByIdHandler),
         (r"api/v1/sessions/?", SessionsHandler),
         (rf"api/v1/sessions/{jid}/?", SessionHandler),
+        (r"api/v1/tunnels/?", TunnelsHandler),
+        (rf"api/v1/tunnels/{jid}/?", TunnelHandler),
         (r"metrics", MetricsHandler),
     ]
     return tornado.web.Application(

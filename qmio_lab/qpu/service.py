@@ -114,6 +114,9 @@ class QPUService:
             self.store, self.device, self.compiler, self.clock, self.schedule,
             on_job_change=self._job_changed,
         )
+        from qmio_lab.qpu.gateway import Tunnels  # it submits through qpu.submission, which needs this module
+
+        self.tunnels = Tunnels(self)
 
     def _restore_clock(self, clock: SimClock | None) -> SimClock:
         """Keep device time continuous across restarts unless a new clock is asked for."""
@@ -153,6 +156,7 @@ class QPUService:
         self.executor.start()
 
     def stop(self) -> None:
+        self.tunnels.close_all()
         self.executor.stop()
         self.executor.join(timeout=30)
         self.sandbox.stop()
