@@ -53,6 +53,24 @@ measure q[1] -> a[1];
 measure q[2] -> b[0];
 """
 
+# a mid-circuit measurement: simulated shot by shot, so 20000 shots hold the QPU about a second
+MIDCIRCUIT = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[5];
+creg c[6];
+h q[0];
+measure q[0] -> c[5];
+cx q[0], q[1];
+cx q[1], q[2];
+cx q[2], q[3];
+cx q[3], q[4];
+measure q[0] -> c[0];
+measure q[1] -> c[1];
+measure q[2] -> c[2];
+measure q[3] -> c[3];
+measure q[4] -> c[4];
+"""
+
 ANSWER_WITHIN_S = 10.0
 
 
@@ -176,7 +194,7 @@ def test_hostile_messages_are_refused_and_the_gateway_keeps_serving(svc, tunnel)
 
 def test_two_users_tunnels_share_the_qpu_fairly(svc):
     alice, bob = open_tunnel(svc, "alice"), open_tunnel(svc, "bob")
-    big = {"circuit": GHZ_QASM2, "shots": 20000}
+    big = {"circuit": MIDCIRCUIT, "shots": 20000}
     with ThreadPoolExecutor(4) as pool:
         # alice keeps three clients busy; bob comes with one request once hers are queued
         alices = [pool.submit(run_client, alice["endpoint"], [big, big]) for _ in range(3)]
@@ -191,6 +209,8 @@ def test_two_users_tunnels_share_the_qpu_fairly(svc):
     t = datetime.fromisoformat
     jumped = [j for j in ran if j["user"] == "alice"
               and t(bob_job["created_at"]) < t(j["started_at"]) < t(bob_job["started_at"])]
+    contested = [j for j in ran if j["user"] == "alice" and t(j["started_at"]) > t(bob_job["created_at"])]
+    assert len(contested) >= 2, "alice still had jobs queued when bob's came"
     assert len(jumped) <= 1, "fair share: once bob has queued, at most the job alice had next runs before his"
     assert sum(j["user"] == "alice" for j in ran) == 6  # each tunnel's jobs are its user's
 
