@@ -175,7 +175,6 @@ class QPUClient:
     def sessions(self) -> list[dict[str, Any]]:
         return self._request("GET", "/api/v1/sessions")["sessions"]
 
-    # ---- device -------------------------------------------------------------------------
     # ---- tunnels (QMIO's ZeroMQ protocol, for its own client) -------------------------------
     def open_tunnel(self, body: dict[str, Any]) -> dict[str, Any]:
         """``body``: ``max_time_s``, optionally ``port`` and ``slurm_job_id``."""
@@ -187,6 +186,7 @@ class QPUClient:
     def close_tunnel(self, tunnel_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/api/v1/tunnels/{tunnel_id}")
 
+    # ---- device -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return self._request("GET", "/api/v1/status")
 
@@ -203,6 +203,11 @@ class QPUClient:
 
     def calibrations(self, full: bool = False) -> list[dict[str, Any]]:
         return self._request("GET", "/api/v1/calibrations", params={"full": int(full)})["calibrations"]
+
+    def import_calibrations(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Admin: QMIO calibration files (``{"name": "YYYY_MM_DD__HH_MM_SS.json", "content": {...}}``)
+        into the service's history; each with the notes its reading made."""
+        return self._request("POST", "/api/v1/calibrations/import", json={"files": files})["imported"]
 
     def recalibrate(self) -> Calibration:
         return Calibration.from_dict(self._request("POST", "/api/v1/calibrations", timeout=self.timeout + 60))
