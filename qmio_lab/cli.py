@@ -40,6 +40,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibration(args: argparse.Namespace) -> int:
+    if args.action == "import":
+        return _import_calibrations(args.paths)
+    if args.action == "export":
+        return _export_calibrations(args.paths, args.format)
     from qmio_lab.device import QmioDevice
     from qmio_lab.device.schedule import CalibrationSchedule
 
@@ -50,6 +54,51 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
     device = QmioDevice(seed=args.seed, calibrated_at=taken)
     cal = device.calibration_at(at)
     print(cal.to_json() if args.json else json.dumps(cal.summary(), indent=2))
+    return 0
+
+
+def _import_calibrations(paths: list[str]) -> int:
+    """Real QMIO files into the service's history (an admin's token): read here, each checked
+    by the service, which keeps all or none."""
+    from pathlib import Path
+
+    from qmio_lab.device.qmio_files import MAX_FILE_BYTES
+    from qmio_lab.qpu.launcher import default_client
+
+    if not paths:
+        raise ValueError("name the files to import: qmio calibration import 2025_06_05__12_03_44.json ...")
+    files = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f"{name}: no such file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ValueError(f"{name} is larger than any calibration file ({MAX_FILE_BYTES} bytes at most)")
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{name} is not JSON: {exc}") from None
+        files.append({"name": path.name, "content": content})
+    for item in default_client().import_calibrations(files):
+        state = "in force" if item["in_force"] else "history"
+        print(f"{item['id']}  taken {item['taken_at']}  ({state})")
+        for note in item["notes"]:
+            print(f"    note: {note}")
+    return 0
+
+
+def _export_calibrations(paths: list[str], fmt: str) -> int:
+    from qmio_lab.device import Calibration
+    from qmio_lab.device.qmio_files import write_file
+    from qmio_lab.qpu.launcher import default_client
+
+    if len(paths) != 1:
+        raise ValueError("name one directory: qmio calibration export --format qmio DIR")
+    if fmt != "qmio":
+        raise ValueError(f"--format {fmt!r}: only qmio (QMIO's JSON schema, one file per snapshot) is written")
+    written = [write_file(Calibration.from_dict(item["calibration"]), paths[0])
+               for item in default_client().calibrations(full=True)]
+    print(f"wrote {len(written)} calibration file(s) to {paths[0]}", file=sys.stderr)
     return 0
 
 
@@ -125,7 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="device seed (default from config)")
     demo.set_defaults(func=_cmd_demo)
 
-    cal = sub.add_parser("calibration", help="show the calibration effective now (or --at TIME)")
+    cal = sub.add_parser("calibration", help="show the calibration effective now (or --at TIME); import or "
+                                             "export QMIO calibration files")
+    cal_files = cal.add_subparsers(dest="action")
+    imp = cal_files.add_parser("import", help="real QMIO calibration files into the service's history (admin)")
+    imp.add_argument("paths", nargs="+", metavar="FILE", help="YYYY_MM_DD__HH_MM_SS.json files")
+    exp = cal_files.add_parser("export", help="the service's history as QMIO files, one per snapshot")
+    exp.add_argument("paths", nargs=1, metavar="DIR")
+    exp.add_argument("--format", default="qmio", help="file format (qmio: the centre's JSON schema)")
     cal.add_argument("--seed", type=int, default=None)
     cal.add_argument("--at", type=_iso_time, help="ISO time, e.g. 2026-11-30T09:00:00+00:00 (UTC if no offset)")
     cal.add_argument("--json", action="store_true", help="full snapshot as JSON")

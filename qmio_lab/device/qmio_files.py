@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -226,6 +227,15 @@ def read_directory(directory: str | Path, expected_pairs: Iterable[tuple[int, in
     pairs = list(expected_pairs)
     paths = sorted(p for p in Path(directory).iterdir() if FILE_NAME.match(p.name) and p.is_file())
     return [read_file(p, pairs) for p in paths]
+
+
+def calibrations_directory() -> Path | None:
+    """Where the service keeps its history as QMIO files: ``$QMIO_CALIBRATIONS`` (the centre's
+    variable), else ``qmio.device.calibrations_dir``; None keeps it in the database only."""
+    from qmio_lab import config
+
+    value = os.environ.get("QMIO_CALIBRATIONS") or config.get("device.calibrations_dir")
+    return Path(value).expanduser() if value else None
 
 
 # ---- writing ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import tornado.web
 
 from qmio_lab import config
-from qmio_lab.errors import AdmissionError, SubmissionError
+from qmio_lab.errors import AdmissionError, CalibrationFileError, SubmissionError
 from qmio_lab.qpu import submission
 from qmio_lab.qpu.admission import check_reservation
 from qmio_lab.qpu.auth import User
@@ -299,6 +299,33 @@ class CalibrationsHandler(BaseHandler):
         self.send({**cal.to_dict(), "summary": cal.summary()}, status=201)
 
 
+class CalibrationImportHandler(BaseHandler):
+    """Admin: real QMIO calibration files into the history (``qmio calibration import``)."""
+
+    _MAX_FILES = 1000
+
+    def post(self) -> None:
+        self.require_admin()
+        files = self.json_body().get("files")
+        if not isinstance(files, list) or not 1 <= len(files) <= self._MAX_FILES:
+            raise ApiError(400, f'send {{"files": [{{"name": "YYYY_MM_DD__HH_MM_SS.json", "content": {{...}}}}]}} '
+                                f"with 1 to {self._MAX_FILES} files")
+        pairs = []
+        for i, item in enumerate(files):
+            if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("content"), dict)):
+                raise ApiError(400, f"files[{i}] must be {{\"name\": <file name>, \"content\": <the file's JSON object>}}")
+            pairs.append((item["name"], item["content"]))
+        try:
+            imported = self.service.import_calibrations(pairs)
+        except CalibrationFileError as exc:
+            raise ApiError(422, str(exc)) from exc
+        in_force = self.service.device.calibration.id
+        self.send({"imported": [
+            {"id": item.calibration.id, "taken_at": item.calibration.taken_at.isoformat(), "notes": list(item.notes),
+             "missing_pairs": [list(p) for p in item.missing_pairs], "in_force": item.calibration.id == in_force}
+            for item in imported]}, status=201)
+
+
 class CalibrationByIdHandler(BaseHandler):
     def get(self, cal_id: str) -> None:
         try:
@@ -464,6 +491,7 @@ def make_app(service: QPUService, prefix: str = "/") -> tornado.web.Application:
         (r"api/v1/status/?", StatusHandler),
         (r"api/v1/calibration/?", CalibrationHandler),
         (r"api/v1/calibrations/?", CalibrationsHandler),
+        (r"api/v1/calibrations/import/?", CalibrationImportHandler),
         (r"api/v1/calibrations/([A-Za-z0-9_\-:.+]+)/?", CalibrationByIdHandler),
         (r"api/v1/sessions/?", SessionsHandler),
         (rf"api/v1/sessions/{jid}/?", SessionHandler),

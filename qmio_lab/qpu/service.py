@@ -10,7 +10,12 @@ from typing import Any
 
 from qmio_lab import config
 from qmio_lab.device import Calibration, QmioDevice
+from qmio_lab.device.qmio_files import (
+    ImportedCalibration, calibrations_directory, file_name, from_qmio, read_directory, time_of, write_file,
+)
 from qmio_lab.device.schedule import CalibrationSchedule
+from qmio_lab.device.topology import Topology
+from qmio_lab.errors import CalibrationFileError
 from qmio_lab.device.timing import TimingModel
 from qmio_lab.lru import LRU
 from qmio_lab.qpu.admission import AdmissionLimits, UserGate
@@ -117,6 +122,7 @@ class QPUService:
         from qmio_lab.qpu.gateway import Tunnels  # it submits through qpu.submission, which needs this module
 
         self.tunnels = Tunnels(self)
+        self._written_calibration = self.device.calibration.id
 
     def _restore_clock(self, clock: SimClock | None) -> SimClock:
         """Keep device time continuous across restarts unless a new clock is asked for."""
@@ -129,6 +135,10 @@ class QPUService:
 
     def _restore_device(self, seed: int | None) -> QmioDevice:
         history = self.store.calibrations()
+        files = self._calibration_files(history)
+        for cal in files:
+            self.store.add_calibration(cal)
+        history = sorted(history + files, key=lambda c: c.taken_at)
         saved_seed = self.store.get_meta("seed")
         if seed is None and saved_seed is not None:
             seed = int(saved_seed)
@@ -138,7 +148,60 @@ class QPUService:
             device = QmioDevice(seed=seed, calibrated_at=self.schedule.in_force_since(self.clock.now()))
             self.store.add_calibration(device.calibration)
         self.store.set_meta("seed", str(device.seed))
+        self.write_calibration_files(device.history)
         return device
+
+    def _calibration_files(self, known: list[Calibration]) -> list[Calibration]:
+        """Snapshots in the calibrations directory that the database lacks (by time: a file
+        we wrote ourselves is the snapshot it was written from)."""
+        directory = calibrations_directory()
+        if directory is None or not directory.is_dir():
+            return []
+        taken = {file_name(c.taken_at) for c in known}
+        pairs = Topology().couplers
+        found = []
+        for item in read_directory(directory, pairs):
+            if file_name(item.calibration.taken_at) not in taken:
+                for note in item.notes:
+                    log.warning("calibration file %s: %s", file_name(item.calibration.taken_at), note)
+                found.append(item.calibration)
+        if found:
+            log.info("read %d calibration(s) from %s", len(found), directory)
+        return found
+
+    def write_calibration_files(self, calibrations: list[Calibration]) -> None:
+        """Each snapshot as a QMIO file in the calibrations directory, if one is set (files there
+        already are left as they are: a real file keeps its own figures)."""
+        directory = calibrations_directory()
+        if directory is None:
+            return
+        for cal in calibrations:
+            if not (directory / file_name(cal.taken_at)).exists():
+                write_file(cal, directory)
+
+    def import_calibrations(self, files: list[tuple[str, Any]]) -> list[ImportedCalibration]:
+        """QMIO calibration files (name, parsed JSON) into the history: all of them or, if one
+        cannot be read, none. A snapshot newer than the one in force takes over at once (jobs
+        then run with its noise, drifting from its time)."""
+        now = self.clock.now()
+        pairs = Topology().couplers
+        imported = []
+        for name, doc in files:
+            try:
+                item = from_qmio(doc, time_of(name), pairs)
+            except CalibrationFileError as exc:
+                raise CalibrationFileError(f"{str(name)[:60]}: {exc}") from None
+            if item.calibration.taken_at > now:
+                raise CalibrationFileError(
+                    f"{str(name)[:60]} was taken at {item.calibration.taken_at.isoformat()}, after the service's "
+                    f"clock ({now.isoformat()}); a calibration cannot come from the future")
+            imported.append(item)
+        for item in imported:
+            self.device.add_calibration(item.calibration)
+            self.store.add_calibration(item.calibration)
+        self.write_calibration_files([item.calibration for item in imported])
+        self.executor.wake()
+        return imported
 
     def _job_changed(self, job: dict[str, Any]) -> None:
         if job["state"] in TERMINAL_STATES:
@@ -217,7 +280,12 @@ class QPUService:
         return job
 
     def calibration_in_force(self) -> Calibration:
-        return self.executor.calibration_in_force()
+        cal = self.executor.calibration_in_force()
+        newest = self.device.calibration
+        if newest.id != self._written_calibration:  # a daily calibration since: its file too
+            self._written_calibration = newest.id
+            self.write_calibration_files([newest])
+        return cal
 
     def status(self) -> dict[str, Any]:
         now = self.clock.now()
