@@ -443,6 +443,66 @@ def c1_estimates(svc: BenchService) -> dict:
             "ratio": f"{worst:.2f}x worst", "goal": "within 3x", "met": worst <= 3}
 
 
+BELL_QASM2 = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[2];
+creg c[2];
+h q[0];
+cx q[0], q[1];
+measure q -> c;
+"""
+
+_GATEWAY_LOOP = """
+import json, sys, time
+from qmio import QmioRuntimeService
+circuit, n = sys.argv[1], int(sys.argv[2])
+times = []
+with QmioRuntimeService().backend(name="qpu") as backend:
+    for _ in range(n + 5):
+        t = time.perf_counter()
+        reply = backend.run(circuit=circuit, shots=1000)
+        times.append(time.perf_counter() - t)
+        assert "results" in reply, reply
+print(json.dumps(times[5:]))
+"""
+
+
+def p8_gateway(svc: BenchService, blocks: int = 4, per_block: int = 50) -> dict:
+    """Bell, 1000 shots, as OpenQASM text: QMIO's own client through a tunnel (ZeroMQ, pickles)
+    versus our client over HTTP (one synchronous round trip each), in alternating blocks so a
+    busy moment hits both. Overhead = round trip minus the simulator's own time for the circuit."""
+    import json as _json
+    import os
+    from pathlib import Path
+
+    python = Path(__file__).resolve().parent.parent / ".venv-qmio-client" / "bin" / "python"
+    client = svc.client()
+    tunnel = client.open_tunnel({"max_time_s": 900})
+    item = {"format": "qasm2", "data": BELL_QASM2}
+    http, gateway, simulated = [], [], []
+    for _ in range(5):
+        client.submit_items([item], 1000, wait=30)
+    for _ in range(blocks):
+        for _ in range(per_block):
+            t = time.perf_counter()
+            reply = client.submit_items([item], 1000, wait=30)
+            http.append(time.perf_counter() - t)
+            simulated.append(reply["result"]["results"][0]["time_taken"])
+        out = subprocess.run([str(python), "-c", _GATEWAY_LOOP, BELL_QASM2, str(per_block)], capture_output=True,
+                             text=True, check=True, env={"PATH": os.environ.get("PATH", ""),
+                                                         "ZMQ_SERVER": tunnel["endpoint"]})
+        gateway.extend(_json.loads(out.stdout))
+    client.close_tunnel(tunnel["id"])
+    h, g, sim = stats_ms(http), stats_ms(gateway), stats_ms(simulated)
+    h_over, g_over = h["median_ms"] - sim["median_ms"], g["median_ms"] - sim["median_ms"]
+    ratio = g_over / h_over if h_over > 0 else float("inf")
+    return {"id": "P8", "what": "Bell 1000 shots (QASM text): overhead through QMIO's client and a tunnel "
+                                "vs our client over HTTP, median",
+            "ours": f"{g_over:.2f} ms (round trip {g['median_ms']:.2f})",
+            "baseline": f"{h_over:.2f} ms (round trip {h['median_ms']:.2f})",
+            "ratio": f"{ratio:.2f}x", "goal": "≤ 0.5x", "met": ratio <= 0.5}
+
+
 PARTS = {
     "C1": lambda svc: [c1_estimates(svc)],
     "P1": lambda svc: p1_latency(svc),
@@ -450,6 +510,7 @@ PARTS = {
     "P5": lambda svc: [*p5_concurrency(svc), p5_fair_share(svc)],
     "P7": lambda svc: [p7_responsive(svc)],
     "P6": lambda svc: p6_cold_start(svc),
+    "P8": lambda svc: [p8_gateway(svc)],
 }
 
 
