@@ -23,6 +23,7 @@ from distributed.security import Security
 from distributed.deploy import Cluster
 
 from qmio_lab import config
+from qmio_lab.emulator import mainguard
 from qmio_lab.errors import EmulatorClusterError
 
 _KINDS = ("local", "slurm")
@@ -175,7 +176,17 @@ def make_cluster(setting: str | None = None) -> tuple[Cluster | None, str]:
     if kind == "address":
         return None, str(config.get("emulator.cluster") if setting is None else setting).strip()
     if kind == "local":
-        cluster: Cluster = LocalCluster(**local_cluster_kwargs())
+        mainguard.check()  # a plain script's workers would re-run it: say so in one line
+        try:
+            cluster: Cluster = LocalCluster(**local_cluster_kwargs())
+        except RuntimeError as exc:
+            if "failed to start" not in str(exc):
+                raise
+            raise EmulatorClusterError(
+                f"the emulator's local Dask cluster could not start its workers ({exc}). If this "
+                "runs from a script, its workers re-run that script: put the code that uses the "
+                "emulator under `if __name__ == \"__main__\":`, or run it in a notebook"
+            ) from None
         adapt = config.get("emulator.local.adapt", None)
     else:
         from dask_jobqueue import SLURMCluster

@@ -22,6 +22,7 @@ from qiskit.result.models import ExperimentResult
 
 from qmio_lab import config
 from qmio_lab.emulator.tasks import BatchSpec, pack, run_batch
+from qmio_lab.emulator.wire import PlainCircuit
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -71,7 +72,7 @@ class Sweep:
     def __init__(
         self, client: Client, circuits: Sequence[QuantumCircuit], batches: Sequence[range],
         specs: Sequence[BatchSpec], *, retries: int = 0, callback: ProgressCallback | None = None,
-        name: str | None = None,
+        name: str | None = None, encoded: Sequence[PlainCircuit | None] | None = None,
     ) -> None:
         self.total = len(circuits)
         self.batches = list(batches)
@@ -82,7 +83,10 @@ class Sweep:
         self.futures: list[Future] = []
         for i, (r, spec) in enumerate(zip(self.batches, specs)):
             future = client.submit(
-                run_batch, pack(circuits[r.start:r.stop], plain=spec.noise is None), spec, r.start, i,
+                run_batch,
+                pack(circuits[r.start:r.stop], plain=spec.noise is None,
+                     encoded=None if encoded is None else encoded[r.start:r.stop]),
+                spec, r.start, i,
                 key=f"qmio-emulator-{name}-{i}", retries=retries, pure=False,
             )
             future.add_done_callback(self._count(len(r)))
@@ -125,10 +129,13 @@ class Sweep:
             future.release()
 
 
-def specs_for(batches: Sequence[range], base: BatchSpec, methods: Sequence[str], widths: Sequence[int]) -> list[BatchSpec]:
-    """One BatchSpec per batch: its method, and all cores for a lone wide circuit."""
+def specs_for(batches: Sequence[range], base: BatchSpec, methods: Sequence[str], widths: Sequence[int],
+              unroll: Sequence[bool] | None = None) -> list[BatchSpec]:
+    """One BatchSpec per batch: its method, all cores for a lone wide circuit, and whether a
+    circuit of it needs unrolling for Aer (``unroll``, per circuit)."""
     solo = int(config.get("emulator.batch.solo_qubits"))
     return [
-        replace(base, method=methods[r.start], parallel=len(r) == 1 and widths[r.start] >= solo)
+        replace(base, method=methods[r.start], parallel=len(r) == 1 and widths[r.start] >= solo,
+                unroll=unroll is not None and any(unroll[i] for i in r))
         for r in batches
     ]

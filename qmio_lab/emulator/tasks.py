@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from qiskit import QuantumCircuit, qpy
 from qiskit.result.models import ExperimentResult
 from qiskit_aer import AerSimulator
@@ -20,7 +21,7 @@ from qmio_lab import config
 from qmio_lab.device.calibration import Calibration
 from qmio_lab.device.execution import circuit_seed, run_noisy, tag
 from qmio_lab.device.noise import build_noise_model
-from qmio_lab.emulator import wire
+from qmio_lab.emulator import decompose, wire
 from qmio_lab.emulator.replay import to_device
 
 Payload = bytes | list[QuantumCircuit] | wire.PlainBatch  # what pack() makes
@@ -37,6 +38,8 @@ class BatchSpec:
     noise: Calibration | None = None
     memory_limit: int | None = None  # bytes: Aer refuses rather than exceed it
     parallel: bool = False  # let Aer use every core (a lone wide circuit) or one (small ones)
+    memory: bool = False  # per-shot bitstrings (Qiskit's ``memory=True``) besides the counts
+    unroll: bool = False  # some circuit of the batch uses operations Aer does not know
     extra: dict[str, Any] = field(default_factory=dict)  # further AerSimulator options
 
 
@@ -52,7 +55,7 @@ def _where() -> dict[str, Any]:
 
 def _simulator(spec: BatchSpec) -> AerSimulator:
     options: dict[str, Any] = {
-        "method": spec.method, "precision": spec.precision,
+        "method": spec.method, "precision": spec.precision, "memory": spec.memory,
         "max_parallel_threads": 0 if spec.parallel else 1, **spec.extra,
     }
     if spec.memory_limit:
@@ -66,7 +69,7 @@ def _run(sim: AerSimulator, circuits: Sequence[QuantumCircuit | wire.PlainCircui
     ``first_seed + 2113·i``, the job-wide rule (:func:`~qmio_lab.device.execution.circuit_seed`),
     so the counts do not depend on how the job was cut into batches. Plain circuits skip
     Aer's Python assembly (see :mod:`qmio_lab.emulator.wire`)."""
-    options: dict[str, Any] = {"shots": spec.shots}
+    options: dict[str, Any] = {"shots": spec.shots, "memory": spec.memory}
     if first_seed is not None:
         options["seed_simulator"] = first_seed
     if circuits and isinstance(circuits[0], wire.PlainCircuit):
@@ -79,14 +82,19 @@ def _run(sim: AerSimulator, circuits: Sequence[QuantumCircuit | wire.PlainCircui
     return list(result.results)
 
 
-def pack(circuits: Sequence[QuantumCircuit], plain: bool = True) -> Payload:
+def pack(circuits: Sequence[QuantumCircuit], plain: bool = True,
+         encoded: Sequence[wire.PlainCircuit | None] | None = None) -> Payload:
     """Circuits for the trip to a worker. Plain circuits go in their plain form (names, indices, angles;
     see :mod:`qmio_lab.emulator.wire`) when ``plain``, which the noise-replay path cannot use
-    because it transpiles the circuits on the worker. Otherwise QPY: about five times faster to
-    write and read than pickle, which matters when a sweep sends thousands of small circuits.
-    Circuits QPY cannot hold (custom Python objects) travel pickled."""
+    because it transpiles the circuits on the worker. ``encoded`` gives their plain forms when
+    the caller has made them already (``None`` for a circuit that has none). Otherwise QPY: about
+    five times faster to write and read than pickle, which matters when a sweep sends thousands
+    of small circuits. Circuits QPY cannot hold (custom Python objects) travel pickled."""
     if plain and circuits:
-        batch = wire.encode_batch(circuits)
+        if encoded is not None:
+            batch = wire.PlainBatch(tuple(encoded)) if all(e is not None for e in encoded) else None
+        else:
+            batch = wire.encode_batch(circuits)
         if batch is not None:
             return batch
     buffer = io.BytesIO()
@@ -114,6 +122,9 @@ def run_batch(payload: Payload, spec: BatchSpec, first_index: int,
         raise ValueError("noise replay transpiles circuits on the worker: pack them with "
                          "pack(circuits, plain=False)")
     circuits = unpack(payload)
+    if spec.unroll and spec.noise is None:  # replay's compiler unrolls for the chip itself
+        known = decompose.aer_names(spec.method)
+        circuits = [decompose.for_aer(c, known) for c in circuits]
     sim = _simulator(spec)
     seed = circuit_seed(spec.seed, first_index)
     where = _where()
@@ -125,7 +136,20 @@ def run_batch(payload: Payload, spec: BatchSpec, first_index: int,
     for i, exp in enumerate(results):  # replay's exact sampler takes the density matrix
         method = "density_matrix" if (exp.metadata or {}).get("exact_distribution") else spec.method
         tag(exp, **tags, method=method, index=first_index + i)
+        if spec.memory and not getattr(exp.data, "memory", None):
+            exp.data.memory = memory_from_counts(exp.data.counts, circuit_seed(spec.seed, first_index + i))
     return results
+
+
+def memory_from_counts(counts: dict[str, int], seed: int | None) -> list[str]:
+    """Per-shot outcomes (Aer's hex strings, in a random order) holding exactly ``counts``.
+
+    The exact sampler draws its shots independently from one distribution, so every order of
+    them is equally likely: a random permutation of the counted outcomes is distributed as the
+    shots themselves. Seeded from the circuit's seed, so ``memory`` is reproducible too."""
+    outcomes = np.repeat(np.array(list(counts), dtype=object), [int(n) for n in counts.values()])
+    rng = np.random.default_rng(None if seed is None else [seed, 0x6D656D])
+    return [str(o) for o in rng.permutation(outcomes)]
 
 
 def _run_with_noise(sim: AerSimulator, circuits: Sequence[QuantumCircuit], spec: BatchSpec,
