@@ -105,5 +105,7 @@ def bind(circuits: Sequence[QuantumCircuit], binds: Any) -> list[QuantumCircuit]
             out.append(circuit)
             continue
         for j in range(lengths.pop()):
-            out.append(circuit.assign_parameters({p: values[j] for p, values in table.items()}))
+            bound = circuit.assign_parameters({p: values[j] for p, values in table.items()})
+            bound.name = circuit.name  # as Aer names each bound run: the circuit's own name
+            out.append(bound)
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit, qpy
-from qiskit.result.models import ExperimentResult
+from qiskit.result.models import ExperimentResult, ExperimentResultData
 from qiskit_aer import AerSimulator
 
 from qmio_lab import config
@@ -137,7 +137,9 @@ def run_batch(payload: Payload, spec: BatchSpec, first_index: int,
         method = "density_matrix" if (exp.metadata or {}).get("exact_distribution") else spec.method
         tag(exp, **tags, method=method, index=first_index + i)
         if spec.memory and not getattr(exp.data, "memory", None):
-            exp.data.memory = memory_from_counts(exp.data.counts, circuit_seed(spec.seed, first_index + i))
+            memory = memory_from_counts(getattr(exp.data, "counts", None) or {},
+                                        circuit_seed(spec.seed, first_index + i))
+            exp.data = ExperimentResultData.from_dict({**exp.data.to_dict(), "memory": memory})
     return results
 
 
