@@ -10,6 +10,10 @@ Seeds: circuit ``i`` of a job seeded ``seed`` gets :func:`circuit_seed` ``(seed,
 ``seed + 2113·i``, which is qiskit-aer's own step between the circuits of one call. So any run
 of consecutive circuits can be one Aer call, and the counts depend neither on how a job was
 cut into batches or chunks nor on which other circuits share their qubits.
+
+Memory: with ``memory=True`` every result also carries each shot's outcome (Qiskit's
+``memory`` data: hex strings of the classical register, clbit 0 least significant, in the order
+the shots were drawn), from the exact sampler and from Aer's shot loop alike.
 """
 from __future__ import annotations
 
@@ -69,7 +73,7 @@ def in_chunks(items: Sequence[Any], run: Callable[[Sequence[Any]], None], counte
 def run_noisy(
     aer: Any, pairs: Iterable[Pair], shots: int, cal: Calibration,
     noise_for: Callable[[tuple[int, ...]], Any], seed: int | None = None, *, dt: float,
-    progress: Callable[[int], None] | None = None, threads: int | None = None,
+    progress: Callable[[int], None] | None = None, threads: int | None = None, memory: bool = False,
 ) -> list[ExperimentResult]:
     """Sample compact circuits (see :func:`~qmio_lab.device.compact.compact`; delays in units of
     ``dt``) with the noise of ``cal``; results in input order, each tagged with the calibration
@@ -83,6 +87,8 @@ def run_noisy(
     OpenMP, whose idle threads spin on the cores a service's other threads need), every core
     above. With ``progress``, circuits run in chunks of about a quarter of a second each and
     ``progress(circuits done)`` follows every chunk, so a long job shows how far it is.
+    ``memory`` adds each shot's outcome to the results (Qiskit's ``memory=True``); the counts
+    a seed gives do not change with it.
     """
     groups: dict[tuple[int, ...], list[tuple[int, QuantumCircuit]]] = {}
     for i, (small, qubits) in enumerate(pairs):
@@ -106,7 +112,8 @@ def run_noisy(
                 continue
 
             def run(chunk: Sequence[_Work], sample=sample, qubits=qubits, noise=noise) -> None:
-                for (i, _, _), exp in zip(chunk, sample(aer, chunk, qubits, shots, cal, noise, seed, dt, threads)):
+                for (i, _, _), exp in zip(chunk, sample(aer, chunk, qubits, shots, cal, noise, seed, dt, threads,
+                                                            memory)):
                     tag(exp, calibration_id=cal.id, physical_qubits=list(qubits))
                     ordered[i] = exp
 
@@ -118,14 +125,16 @@ def run_noisy(
 
 
 def _exactly(aer: Any, work: Sequence[_Work], qubits: tuple[int, ...], shots: int, cal: Calibration,
-             noise: Any, seed: int | None, dt: float, threads: int | None) -> list[ExperimentResult]:
+             noise: Any, seed: int | None, dt: float, threads: int | None,
+             memory: bool = False) -> list[ExperimentResult]:
     """One density-matrix run for all of ``work``, then each circuit's draws with its own seed."""
     return sample_exactly(aer, [c for _, c, _ in work], [plan for _, _, plan in work], qubits, shots,
-                          cal, noise, [circuit_seed(seed, i) for i, _, _ in work], dt)
+                          cal, noise, [circuit_seed(seed, i) for i, _, _ in work], dt, memory=memory)
 
 
 def _shot_by_shot(aer: Any, work: Sequence[_Work], qubits: tuple[int, ...], shots: int, cal: Calibration,
-                  noise: Any, seed: int | None, dt: float, threads: int | None) -> list[ExperimentResult]:
+                  noise: Any, seed: int | None, dt: float, threads: int | None,
+                  memory: bool = False) -> list[ExperimentResult]:
     """Aer's shot loop under the noise model: one call per run of consecutive circuits (Aer
     steps the seed by :data:`SEED_STEP` from one circuit of a call to the next), one call in all
     when unseeded."""
@@ -141,7 +150,7 @@ def _shot_by_shot(aer: Any, work: Sequence[_Work], qubits: tuple[int, ...], shot
     for run in runs:
         res = aer.run(
             [relax_delays(c, qubits, cal, dt) for _, c, _ in run], shots=shots, noise_model=noise,
-            seed_simulator=circuit_seed(seed, run[0][0]), max_parallel_threads=threads,
+            seed_simulator=circuit_seed(seed, run[0][0]), max_parallel_threads=threads, memory=memory,
         ).result()
         if not res.success:
             failed = [r.status for r in res.results if not r.success] or [res.status]

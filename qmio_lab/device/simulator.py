@@ -71,7 +71,7 @@ class QmioSimulator(BackendV2):
 
     @classmethod
     def _default_options(cls) -> Options:
-        return Options(shots=int(config.get("device.default_shots")), seed_simulator=None, at=None)
+        return Options(shots=int(config.get("device.default_shots")), seed_simulator=None, at=None, memory=False)
 
     def _clock(self, at: datetime | None = None) -> datetime:
         if at is not None:
@@ -98,6 +98,8 @@ class QmioSimulator(BackendV2):
             raise TypeError(f"unknown run option(s) {sorted(unknown)}; known: {sorted(self.options.__dict__)}")
         opts = {**self.options.__dict__, **options}
         shots = check_shots(opts["shots"])
+        if not isinstance(opts["memory"], bool):
+            raise TypeError(f"memory must be True or False, not {opts['memory']!r}")
         if not circuits:
             raise InvalidCircuitError("nothing to run: pass at least one circuit")
         if len(circuits) > self.max_circuits:
@@ -111,20 +113,22 @@ class QmioSimulator(BackendV2):
                 raise InvalidCircuitError(f"expected QuantumCircuit, got {type(circuit).__name__}")
             check_circuit(circuit, cal)  # the couplers this calibration has (a day may lack one)
         job_id = str(uuid.uuid4())
-        future = self._pool.submit(self.execute, circuits, shots, cal, opts["seed_simulator"], job_id)
+        future = self._pool.submit(self.execute, circuits, shots, cal, opts["seed_simulator"], job_id,
+                                   opts["memory"])
         return QmioSimulatorJob(self, job_id, future)
 
     def execute(
         self, circuits: Iterable[QuantumCircuit], shots: int, cal: Calibration,
-        seed: int | None = None, job_id: str = "",
+        seed: int | None = None, job_id: str = "", memory: bool = False,
     ) -> Result:
         """Sample already-validated circuits with the noise of ``cal``; results keep input order."""
         pairs = [compact(circuit, self.device.dt) for circuit in circuits]
-        return self.execute_compact(pairs, shots, cal, seed, job_id)
+        return self.execute_compact(pairs, shots, cal, seed, job_id, memory=memory)
 
     def execute_compact(
         self, pairs: Iterable[tuple[QuantumCircuit, tuple[int, ...]]], shots: int, cal: Calibration,
         seed: int | None = None, job_id: str = "", progress: Callable[[int], None] | None = None,
+        memory: bool = False, backend_name: str | None = None,
     ) -> Result:
         """:meth:`execute` for circuits already passed through :func:`compact` (with their qubits),
         through :func:`~qmio_lab.device.execution.run_noisy` (the path the emulator's noise
@@ -132,11 +136,14 @@ class QmioSimulator(BackendV2):
 
         With ``progress``, circuits run in chunks of about a quarter of a second each and
         ``progress(circuits done)`` follows every chunk, so a long job shows how far it is.
+        ``memory`` adds each shot's outcome (Qiskit's ``memory=True``). ``backend_name`` names
+        the backend the result is reported as coming from (the QPU service runs this simulator
+        but its results are the ``qmio_qpu``'s); by default this simulator's own name.
         """
         results = run_noisy(self._aer, pairs, shots, cal, lambda qubits: self.device.noise_model(cal, qubits),
-                            seed, dt=self.device.dt, progress=progress)
+                            seed, dt=self.device.dt, progress=progress, memory=memory)
         return Result(
-            backend_name=self.name, backend_version=self.backend_version, job_id=job_id,
+            backend_name=backend_name or self.name, backend_version=self.backend_version, job_id=job_id,
             success=True, results=results, date=datetime.now(timezone.utc).isoformat(),
             calibration_id=cal.id, calibration_age_s=cal.age.total_seconds(),
         )

@@ -1,4 +1,9 @@
-"""``QPUClient``: the queue service's HTTP API as Python calls, over one kept-alive session."""
+"""``QPUClient``: the queue service's HTTP API as Python calls, over one kept-alive session.
+
+A client can be copied and pickled at any time (qiskit-experiments and Qiskit Runtime's local
+mode deep-copy the backends they are given): its connection pool holds sockets, so it is not
+part of its state; a copy keeps the URL, token and timeout and opens its own pool on first use.
+"""
 from __future__ import annotations
 
 import json as _json
@@ -44,20 +49,40 @@ class QPUClient:
         self._headers = {"Content-Type": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-        self._http, self._base = _pool_for(self.url)
+        self._http: urllib3.PoolManager | urllib3.HTTPConnectionPool | None = None
+        self._base = ""
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the connection pool (its sockets cannot be copied or pickled)."""
+        state = self.__dict__.copy()
+        state["_http"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._http = None  # reconnects on the first request
+
+    def _pool(self) -> urllib3.PoolManager | urllib3.HTTPConnectionPool:
+        """The keep-alive pool, opened on first use (a new client, a copy or an unpickled one)."""
+        http = self._http
+        if http is None:
+            http, self._base = _pool_for(self.url)
+            self._http = http
+        return http
 
     def __repr__(self) -> str:
         return f"<QPUClient {self.url}>"
 
     def _request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                  timeout: float | None = None) -> Any:
+        http = self._pool()
         url = f"{self._base}{path}"
         if params:
             query = urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
             url = f"{url}?{query}" if query else url
         body = None if json is None else _json.dumps(json).encode()
         try:
-            resp = self._http.request(
+            resp = http.request(
                 method, url, body=body, headers=self._headers, redirect=False,
                 timeout=urllib3.Timeout(total=timeout or self.timeout),
             )
@@ -81,16 +106,18 @@ class QPUClient:
     def submit(
         self, circuits: QuantumCircuit | str | Sequence[QuantumCircuit | str], shots: int | None = None, *,
         name: str | None = None, priority: int = 0, optimization_level: int = 1,
-        circuit_format: str = "qpy",
+        circuit_format: str = "qpy", memory: bool = False, seed: int | None = None,
     ) -> dict[str, Any]:
         """Queue circuits (QuantumCircuit objects or OpenQASM 2/3 text); returns the job record.
-        ``shots`` defaults to ``qmio.device.default_shots``."""
+        ``shots`` defaults to ``qmio.device.default_shots``; ``memory`` asks for per-shot
+        outcomes in the result, ``seed`` for reproducible shots (None: fresh randomness)."""
         if shots is None:
             shots = int(config.get("device.default_shots"))
         if isinstance(circuits, (QuantumCircuit, str)):
             circuits = [circuits]
         items = [circuit_to_item(c, circuit_format) for c in circuits]
-        return self.submit_items(items, shots, name=name, priority=priority, optimization_level=optimization_level)
+        return self.submit_items(items, shots, name=name, priority=priority, optimization_level=optimization_level,
+                                 memory=memory, seed=seed)
 
     def job(self, job_id: str, wait: float | None = None) -> dict[str, Any]:
         params = {"wait": wait} if wait else None
@@ -139,17 +166,23 @@ class QPUClient:
 
     def submit_items(
         self, items: list[dict[str, Any]], shots: int, *, name: str | None = None, priority: int = 0,
-        optimization_level: int = 1, wait: float | None = None,
+        optimization_level: int = 1, wait: float | None = None, memory: bool = False,
+        seed: int | None = None,
     ) -> dict[str, Any]:
         """Low-level submit of wire items, e.g. one template with ``parameter_values`` rows.
 
         With ``wait`` the service answers when the job ends (or after ``wait`` s), and a finished
         job's record carries its ``result``: one round trip for short jobs in hybrid loops.
+        ``memory`` and ``seed`` are sent only when set, so a client talks to older services too.
         """
         body: dict[str, Any] = {"circuits": items, "shots": shots, "priority": priority,
                                 "optimization_level": optimization_level}
         if name:
             body["name"] = name
+        if memory is not False:  # the service refuses anything but a bool, with what to pass
+            body["memory"] = memory
+        if seed is not None:
+            body["seed"] = seed
         slurm_job = os.environ.get("SLURM_JOB_ID")
         if slurm_job:
             body["slurm_job_id"] = slurm_job

@@ -12,6 +12,10 @@ with its kind (:class:`Reply`). While a job of several circuits runs, the child 
 progress (circuits done) a few times a second. The child keeps the compact native
 circuits (templates) and calibrations it has seen, so a hybrid loop resubmitting one circuit
 with new parameter values sends only a key and the values.
+
+A job's own ``seed`` (None: fresh randomness) and ``memory`` flag travel in its header; the
+child's device seed only makes its device, never a job's shots. Results are reported as the
+QPU's (:data:`BACKEND_NAME`), not as the simulator's that computes them.
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ _CALIBRATIONS_KEPT = 16
 _START_TIMEOUT_S = 120.0
 _PROGRESS_EVERY_S = 0.2  # the child reports a long job's progress at most this often
 _PROGRESS_MIN_CIRCUITS = 8  # ... when it has at least this many circuits
+BACKEND_NAME = "qmio_qpu"  # what a QPU result's backend_name says (QPUBackend's name)
 
 
 class Reply(Enum):
@@ -157,9 +162,12 @@ class DeviceProcess:
         return JobStopped(stop[1], cancelled=stop[2])
 
     def run(self, job_id: str, programs: list[Program], shots: int, cal: Calibration,
-            on_progress: Callable[[int], None] | None = None, time_limit_s: float | None = None) -> str:
+            on_progress: Callable[[int], None] | None = None, time_limit_s: float | None = None,
+            *, memory: bool = False, seed: int | None = None) -> str:
         """Simulate a job; returns its result body as JSON text, ready to store and send.
         ``on_progress(circuits done)`` hears of a long job's progress as the child reports it.
+        ``memory`` adds per-shot outcomes to the result; ``seed`` makes the job's shots
+        reproducible (circuit ``i`` gets ``seed + 2113·i``; None: fresh randomness).
 
         Raises QmioError with the device's message when the job cannot run, JobStopped when it
         was cancelled or ran past ``time_limit_s``, and DeviceProcessError (after restarting
@@ -168,7 +176,7 @@ class DeviceProcess:
         with self._lock:
             self._running = job_id
         try:
-            return self._run(job_id, programs, shots, cal, on_progress, time_limit_s)
+            return self._run(job_id, programs, shots, cal, on_progress, time_limit_s, memory, seed)
         finally:
             with self._lock:
                 self._running = None
@@ -176,7 +184,8 @@ class DeviceProcess:
                     self._stop = None  # asked for too late: the job had finished
 
     def _run(self, job_id: str, programs: list[Program], shots: int, cal: Calibration,
-             on_progress: Callable[[int], None] | None, time_limit_s: float | None) -> str:
+             on_progress: Callable[[int], None] | None, time_limit_s: float | None,
+             memory: bool = False, seed: int | None = None) -> str:
         early = self._stop_for(job_id)
         if early is not None:
             raise early
@@ -191,11 +200,12 @@ class DeviceProcess:
                 self._ready = True
             # the time limit counts the job's own simulation, not the start of a fresh simulator
             deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+            options = {"memory": bool(memory), "seed": seed}
             kind, payload = Reply.read(self._exchange(conn, job_id, programs, shots, cal, resend=False,
-                                                      deadline=deadline))
+                                                      deadline=deadline, options=options))
             if kind is Reply.MISSING:  # it forgot something we thought it kept: send everything
                 kind, payload = Reply.read(self._exchange(conn, job_id, programs, shots, cal, resend=True,
-                                                          deadline=deadline))
+                                                          deadline=deadline, options=options))
             while kind is Reply.PROGRESS:  # progress, then (eventually) the answer
                 if on_progress is not None:
                     on_progress(int(payload))
@@ -246,7 +256,8 @@ class DeviceProcess:
         return conn.recv_bytes()
 
     def _exchange(self, conn: Connection, job_id: str, programs: list[Program], shots: int,
-                  cal: Calibration, resend: bool, deadline: float | None = None) -> bytes:
+                  cal: Calibration, resend: bool, deadline: float | None = None,
+                  options: dict[str, Any] | None = None) -> bytes:
         cal_key = cal.key
         send_cal = resend or cal_key not in self._sent_calibrations
         new: dict[str, QuantumCircuit] = {}
@@ -254,7 +265,7 @@ class DeviceProcess:
             if (resend or p.key not in self._sent_templates) and p.key not in new:
                 new[p.key] = p.circuit
         header = {
-            "job_id": job_id, "shots": shots, "calibration_key": cal_key,
+            "job_id": job_id, "shots": shots, "calibration_key": cal_key, **(options or {}),
             "calibration": cal.to_dict() if send_cal else None,
             "templates": list(new),
             "programs": [{"key": p.key, "qubits": list(p.qubits), "names": list(p.names), "rows": p.rows}
@@ -311,8 +322,9 @@ def serve_device(conn: Connection, seed: int) -> None:
                 template = templates.get(p["key"])
                 qubits = tuple(p["qubits"])
                 pairs.extend((bound, qubits) for bound in _bind(template, p["names"], p["rows"]))
-            result = simulator.execute_compact(pairs, header["shots"], cal, job_id=header["job_id"],
-                                               progress=_reporter(conn, len(pairs)))
+            result = simulator.execute_compact(pairs, header["shots"], cal, seed=header.get("seed"),
+                                               job_id=header["job_id"], progress=_reporter(conn, len(pairs)),
+                                               memory=bool(header.get("memory")), backend_name=BACKEND_NAME)
             reply = Reply.RESULT.frame(json.dumps(result_body(result, cal)).encode())
         except QmioError as exc:
             reply = Reply.REFUSED.frame(str(exc).encode())

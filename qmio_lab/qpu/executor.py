@@ -190,8 +190,10 @@ class Executor(threading.Thread):
         ended: dict[str, Any] = {"calibration_id": cal.id}
         try:
             programs = self._programs(self.store.job_circuits(job_id), cal, job["optimization_level"])
+            # a job's own seed and memory flag (columns that older rows lack read as off/None)
             body = self.device_process.run(job_id, programs, job["shots"], cal, on_progress=self._progressed,
-                                           time_limit_s=float(config.get("qpu.max_job_s")))
+                                           time_limit_s=float(config.get("qpu.max_job_s")),
+                                           memory=bool(job.get("memory")), seed=job.get("seed"))
             ended["finished_at"] = self.store.finish(job_id, result_json=body, calibration_id=cal.id)
             ended.update(state="done", error=None)
         except JobStopped as exc:

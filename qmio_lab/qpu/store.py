@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     slurm_job_id TEXT,
     estimated_qpu_s REAL,
-    estimated_hardware_s REAL
+    estimated_hardware_s REAL,
+    memory INTEGER NOT NULL DEFAULT 0,
+    seed INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, priority, seq);
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, seq);
@@ -83,11 +85,14 @@ END;
 _JOB_COLUMNS = (
     "seq, id, user, name, state, priority, boost, shots, num_circuits, optimization_level, created_at, "
     "started_at, finished_at, attempts, calibration_id, error, slurm_job_id, estimated_qpu_s, "
-    "estimated_hardware_s"
+    "estimated_hardware_s, memory, seed"
 )
 #: columns added after the first release, with their types: added to older files at start-up
 _ADDED_COLUMNS = {"boost": "INTEGER NOT NULL DEFAULT 0", "estimated_qpu_s": "REAL",
-                  "estimated_hardware_s": "REAL"}
+                  "estimated_hardware_s": "REAL", "memory": "INTEGER NOT NULL DEFAULT 0", "seed": "INTEGER"}
+#: results longer than this (characters) are not kept in memory besides the database: per-shot
+#: memory makes a result up to tens of MB, and 256 of those would hold gigabytes
+_RECENT_RESULT_MAX_CHARS = 1 << 20
 
 
 class Store:
@@ -162,23 +167,25 @@ class Store:
     def add_job(
         self, *, user: str, circuits: list[dict[str, Any]], shots: int, name: str | None = None,
         priority: int = 0, optimization_level: int = 1, slurm_job_id: str | None = None, boost: int = 0,
-        estimate: JobTime | None = None,
+        estimate: JobTime | None = None, memory: bool = False, seed: int | None = None,
     ) -> dict[str, Any]:
+        """Queue a job; ``memory`` (per-shot outcomes in its result) and ``seed`` (None: fresh
+        randomness) are kept with it, so a job requeued after a crash runs as it was asked."""
         job_id = uuid.uuid4().hex
         with self._tx() as db:
             rows = db.execute(
                 "INSERT INTO jobs (id, user, name, state, priority, boost, shots, num_circuits, "
-                "optimization_level, circuits, created_at, slurm_job_id, estimated_qpu_s, estimated_hardware_s) "
-                f"VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
+                "optimization_level, circuits, created_at, slurm_job_id, estimated_qpu_s, estimated_hardware_s, "
+                f"memory, seed) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
                 (job_id, user, name, priority, boost, shots, sum(expanded_count(c) for c in circuits),
                  optimization_level, json.dumps(circuits), time.time(), slurm_job_id,
-                 estimate and estimate.simulation_s, estimate and estimate.hardware_s),
+                 estimate and estimate.simulation_s, estimate and estimate.hardware_s, int(bool(memory)), seed),
             ).fetchall()
-        return dict(rows[0])
+        return _job(rows[0])
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         row = self._conn().execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return dict(row) if row else None
+        return _job(row) if row else None
 
     def job_circuits(self, job_id: str) -> list[dict[str, Any]]:
         row = self._conn().execute("SELECT circuits FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -199,7 +206,7 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
-        return [dict(r) for r in self._conn().execute(sql, (*args, limit))]
+        return [_job(r) for r in self._conn().execute(sql, (*args, limit))]
 
     def queue_order(self, *, user: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Queued jobs in the order they will run (only ``user``'s, and the first ``limit``, if given).
@@ -244,7 +251,7 @@ class Store:
                 "INSERT INTO fair_share (user, last_started) VALUES (?, ?) "
                 "ON CONFLICT(user) DO UPDATE SET last_started = excluded.last_started", (rows[0]["user"], now),
             )
-        return dict(rows[0])
+        return _job(rows[0])
 
     def finish(self, job_id: str, *, result_json: str, calibration_id: str) -> float:
         """Store the result (JSON text) and mark the job done in one transaction; returns the
@@ -257,7 +264,8 @@ class Store:
                 "UPDATE jobs SET state = 'done', finished_at = ?, calibration_id = ?, error = NULL "
                 "WHERE id = ? AND state = 'running'", (now, calibration_id, job_id),
             )
-        self._recent_results.put(job_id, body)  # the waiting client asks for it at once: keep it at hand
+        if len(body) <= _RECENT_RESULT_MAX_CHARS:  # the waiting client asks for it at once: keep it at hand
+            self._recent_results.put(job_id, body)
         return now
 
     def fail(self, job_id: str, error: str, calibration_id: str | None = None, *, state: str = "failed") -> float:
@@ -419,6 +427,13 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _job(row: sqlite3.Row) -> dict[str, Any]:
+    """A job row as a dict; ``memory`` as a bool (SQLite keeps it as 0/1)."""
+    job = dict(row)
+    job["memory"] = bool(job.get("memory"))
+    return job
 
 
 def as_flag(value: Any) -> bool:

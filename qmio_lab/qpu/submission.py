@@ -20,7 +20,12 @@ from qmio_lab.qpu.circuits import check_parameter_values, content_key, expanded_
 from qmio_lab.qpu.service import QPUService
 
 compile_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qmio-compile")  # sandboxes do the work
-JOB_FIELDS = ("circuits", "shots", "name", "priority", "optimization_level", "slurm_job_id")
+JOB_FIELDS = ("circuits", "shots", "name", "priority", "optimization_level", "slurm_job_id", "memory", "seed")
+SEED_LIMIT = 2**32  # a job's seed is from 0 to SEED_LIMIT - 1 (numpy's and Aer's 32-bit seeds)
+#: per-shot outcomes one job may ask for (shots x circuits), unless qmio.qpu.max_memory_shots
+#: says otherwise: each costs about 10 bytes of result JSON, stored and sent whole, so the
+#: default keeps a result with memory near 20 MB; counts alone have no such limit
+DEFAULT_MAX_MEMORY_SHOTS = 2_000_000
 
 
 def slurm_job_id(body: dict[str, Any]) -> str | None:
@@ -46,6 +51,41 @@ async def check_slurm(service: QPUService, user: User, job_id: str | None) -> No
         raise SubmissionError(403, str(exc)) from exc
     except SlurmCommandError as exc:
         raise SubmissionError(503, f"cannot check SLURM right now: {exc}") from exc
+
+
+def memory_flag(body: dict[str, Any]) -> bool:
+    """The job's ``memory`` field: per-shot outcomes in the result (Qiskit's ``memory=True``)."""
+    value = body.get("memory", False)
+    if not isinstance(value, bool):
+        raise SubmissionError(422, f"memory must be true or false (per-shot outcomes in the result); "
+                                   f"got {str(value)[:30]!r}")
+    return value
+
+
+def job_seed(body: dict[str, Any]) -> int | None:
+    """The job's ``seed`` field: the same job, seed and calibration give the same shots; None
+    (the default) draws fresh randomness."""
+    value = body.get("seed")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise SubmissionError(422, f"seed must be an integer from 0 to {SEED_LIMIT - 1} (or null for fresh "
+                                   f"randomness); got {str(value)[:30]!r}")
+    return value
+
+
+def check_memory_size(memory: bool, shots: int, circuits: int) -> None:
+    """Per-shot memory grows the result by one string per shot of every circuit: a job may ask
+    for at most ``qmio.qpu.max_memory_shots`` of them, so a result stays small enough to store
+    and send whole."""
+    if not memory:
+        return
+    limit = int(config.get("qpu.max_memory_shots", DEFAULT_MAX_MEMORY_SHOTS))
+    if shots * circuits > limit:
+        raise SubmissionError(
+            422, f"memory=true for {circuits} circuit(s) x {shots} shots is {shots * circuits} per-shot "
+                 f"outcomes; a job may return at most {limit} (qmio.qpu.max_memory_shots). Ask for fewer "
+                 "shots or circuits per job, or leave memory off: counts have no such limit")
 
 
 def read_job_request(body: dict[str, Any], user: User) -> dict[str, Any]:
@@ -78,9 +118,12 @@ def read_job_request(body: dict[str, Any], user: User) -> dict[str, Any]:
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 200 or not is_text(name)):
         raise SubmissionError(422, "name must be a string of at most 200 characters of valid Unicode text")
+    memory = memory_flag(body)
+    check_memory_size(memory, shots, total)
     return {
         "circuits": circuits, "shots": shots, "name": name, "priority": priority,
         "optimization_level": level, "slurm_job_id": slurm_job_id(body),
+        "memory": memory, "seed": job_seed(body),
     }
 
 

@@ -1,0 +1,213 @@
+"""The QPU speaks Qiskit's dialect (issue 15), tested on a real service over HTTP.
+
+Per-shot memory (Qiskit's ``memory=True``) and a job's own seed travel from the request through
+the store, the executor and the simulator process and back; wrong values are refused with what
+to send instead; databases from before these fields run their jobs as before.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import re
+import sqlite3
+
+import pytest
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qiskit.result import Result
+
+from qmio_lab.qpu.circuits import circuit_to_item
+from qmio_lab.qpu.store import _SCHEMA, Store
+from support.circuits import bell
+from support.services import ServiceProcess
+
+# one calibration in force for the whole module: no drift step between two jobs that must agree
+STILL = {"DASK_QMIO__QPU__DRIFT_RESOLUTION_S": "1000000000"}
+HEX = re.compile(r"^0x[0-9a-f]+$")
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    service = ServiceProcess(tmp_path_factory.mktemp("qpu-interop"), env=STILL).start()
+    yield service
+    service.stop()
+
+
+def registers_out_of_order() -> QuantumCircuit:
+    """|10> on two qubits read into two registers crosswise: qubit 0 (in |1>) into b[0], the
+    third clbit, so the register value is 0b100 = 0x4 and Qiskit prints it "1 00"."""
+    q, a, b = QuantumRegister(2, "q"), ClassicalRegister(2, "a"), ClassicalRegister(1, "b")
+    qc = QuantumCircuit(q, a, b, name="crosswise")
+    qc.x(0)
+    qc.measure(0, b[0])
+    qc.measure(1, a[1])
+    return qc
+
+
+def mid_circuit() -> QuantumCircuit:
+    """A mid-circuit measurement: the exact sampler cannot take it, Aer's shot loop does."""
+    qc = QuantumCircuit(2, 2, name="mid")
+    qc.h(0)
+    qc.measure(0, 0)
+    qc.cx(0, 1)
+    qc.measure(1, 1)
+    return qc
+
+
+def run(client, circuits, shots, **fields):
+    job = client.submit(circuits, shots=shots, **fields)
+    done = client.wait(job["id"], timeout=120)
+    assert done["state"] == "done", done
+    return client.result(job["id"])
+
+
+def memory_of(body, i=0):
+    return body["results"][i]["data"].get("memory")
+
+
+def counts_of_memory(memory):
+    return dict(collections.Counter(memory))
+
+
+# ---- memory ---------------------------------------------------------------------------------
+def test_memory_is_one_hex_string_per_shot_and_agrees_with_the_counts(svc):
+    alice = svc.client("alice")
+    body = run(alice, [bell(), registers_out_of_order(), mid_circuit()], 300, memory=True)
+    assert body["backend_name"] == "qmio_qpu"
+    for i in range(3):
+        memory = memory_of(body, i)
+        assert len(memory) == 300 and all(HEX.match(m) for m in memory), memory[:5]
+        assert counts_of_memory(memory) == body["results"][i]["data"]["counts"]
+    bell_memory = memory_of(body, 0)
+    assert {"0x0", "0x3"} <= set(bell_memory) and bell_memory.count("0x0") + bell_memory.count("0x3") > 240
+    # the register value, clbit 0 least significant: qubit 0 read into the third clbit
+    assert collections.Counter(memory_of(body, 1)).most_common(1)[0][0] == "0x4"
+    result = Result.from_dict(body)  # Qiskit's own reading of it
+    assert result.get_memory(0)[:20] == [format(int(m, 16), "02b") for m in bell_memory[:20]]
+    assert collections.Counter(result.get_memory(1)).most_common(1)[0][0] == "1 00"
+    assert collections.Counter(result.get_memory(2)) == collections.Counter(result.get_counts(2))
+
+
+def test_without_memory_the_result_has_none(svc):
+    body = run(svc.client("alice"), [bell(), mid_circuit()], 100)
+    assert memory_of(body, 0) is None and memory_of(body, 1) is None
+    with pytest.raises(Exception, match="(?i)memory"):
+        Result.from_dict(body).get_memory(0)
+
+
+def test_memory_across_parameter_rows(svc):
+    """A template with rows of parameter values runs once per row: memory for each."""
+    from qiskit.circuit import Parameter
+
+    theta = Parameter("theta")
+    qc = QuantumCircuit(1, 1, name="rx")
+    qc.rx(theta, 0)
+    qc.measure(0, 0)
+    item = {**circuit_to_item(qc), "parameter_values": [[0.0], [3.141592653589793]]}
+    alice = svc.client("alice")
+    job = alice.submit_items([item], 200, memory=True, seed=3)
+    alice.wait(job["id"], timeout=120)
+    body = alice.result(job["id"])
+    zero, one = memory_of(body, 0), memory_of(body, 1)
+    assert len(zero) == len(one) == 200
+    assert zero.count("0x0") > 170 and one.count("0x1") > 170
+
+
+# ---- seeds ----------------------------------------------------------------------------------
+def test_a_seed_reproduces_counts_and_memory_and_another_seed_does_not(svc):
+    alice, bob = svc.client("alice"), svc.client("bob")
+    circuits = [bell(), mid_circuit()]
+    first = run(alice, circuits, 400, memory=True, seed=2024)
+    again = run(bob, circuits, 400, memory=True, seed=2024)  # another user, another job: same shots
+    other = run(alice, circuits, 400, memory=True, seed=2025)
+    assert first["calibration_age_s"] == again["calibration_age_s"] == other["calibration_age_s"]
+    for i in range(2):
+        assert memory_of(first, i) == memory_of(again, i)
+        assert first["counts"][i] == again["counts"][i]
+        assert memory_of(first, i) != memory_of(other, i)
+    assert first["results"][0]["seed_simulator"] == 2024
+
+
+def test_unseeded_jobs_draw_fresh_shots(svc):
+    alice = svc.client("alice")
+    a = run(alice, bell(), 400, memory=True)
+    b = run(alice, bell(), 400, memory=True)
+    assert memory_of(a) != memory_of(b)  # 400 shots in the same order by chance: never
+
+
+def test_asking_for_memory_changes_no_count_a_seed_gives(svc):
+    alice = svc.client("alice")
+    plain = run(alice, bell(), 1000, seed=77)
+    with_memory = run(alice, bell(), 1000, seed=77, memory=True)
+    assert plain["counts"] == with_memory["counts"]
+
+
+# ---- refusals -------------------------------------------------------------------------------
+BELL_ITEM = circuit_to_item(bell())
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("memory", "yes", "memory must be true or false"),
+    ("memory", 1, "memory must be true or false"),
+    ("memory", None, "memory must be true or false"),
+    ("seed", -1, "seed must be an integer from 0 to 4294967295"),
+    ("seed", 2**32, "seed must be an integer from 0 to 4294967295"),
+    ("seed", 1.5, "seed must be an integer"),
+    ("seed", True, "seed must be an integer"),
+    ("seed", "7", "seed must be an integer"),
+])
+def test_wrong_memory_or_seed_is_refused_with_what_to_send(svc, field, value, says):
+    resp = svc.http("POST", "/api/v1/jobs", json={"circuits": [BELL_ITEM], "shots": 10, field: value})
+    assert resp.status_code == 422, resp.text
+    assert says in resp.json()["error"]
+
+
+def test_the_largest_seed_is_accepted(svc):
+    body = run(svc.client("alice"), bell(), 10, seed=2**32 - 1, memory=True)
+    assert len(memory_of(body)) == 10
+
+
+def test_memory_for_too_many_shots_is_refused_before_anything_runs(svc):
+    """100000 shots of 21 circuits with memory would be 2.1 million strings in one result."""
+    resp = svc.http("POST", "/api/v1/jobs", json={"circuits": [BELL_ITEM] * 21, "shots": 100000, "memory": True})
+    assert resp.status_code == 422, resp.text
+    error = resp.json()["error"]
+    assert "2100000 per-shot outcomes" in error and "max_memory_shots" in error and "leave memory off" in error
+    # the same job without memory is within the limits (it is only queued here, then cancelled)
+    ok = svc.http("POST", "/api/v1/jobs", json={"circuits": [BELL_ITEM] * 21, "shots": 100000})
+    assert ok.status_code == 201, ok.text
+    svc.client("alice").cancel(ok.json()["id"])
+
+
+# ---- older databases ------------------------------------------------------------------------
+def old_schema() -> str:
+    """The jobs table as it was before memory and seed (the rest of the schema unchanged)."""
+    schema = _SCHEMA.replace(",\n    memory INTEGER NOT NULL DEFAULT 0,\n    seed INTEGER\n", "\n")
+    assert "seed INTEGER" not in schema
+    return schema
+
+
+def test_a_database_from_before_memory_and_seed_runs_its_queued_jobs(tmp_path):
+    path = tmp_path / "queue.sqlite"
+    db = sqlite3.connect(str(path))
+    db.executescript(old_schema())
+    db.execute(
+        "INSERT INTO jobs (id, user, state, shots, num_circuits, circuits, created_at) "
+        "VALUES ('oldjob', 'alice', 'queued', 50, 1, ?, 0)", (json.dumps([BELL_ITEM]),))
+    db.commit()
+    db.close()
+    store = Store(path)  # adds the columns
+    old = store.job("oldjob")
+    assert old["memory"] is False and old["seed"] is None
+    new = store.add_job(user="bob", circuits=[BELL_ITEM], shots=5, memory=True, seed=9)
+    assert new["memory"] is True and new["seed"] == 9
+    store.cancel(new["id"])
+    store.close()
+    service = ServiceProcess(tmp_path, env=STILL)
+    service.start()
+    try:
+        alice = service.client("alice")
+        assert alice.wait("oldjob", timeout=120)["state"] == "done"
+        body = alice.result("oldjob")
+        assert sum(body["counts"][0].values()) == 50 and memory_of(body) is None
+    finally:
+        service.stop()
