@@ -2,21 +2,34 @@
 
 Per-shot memory (Qiskit's ``memory=True``) and a job's own seed travel from the request through
 the store, the executor and the simulator process and back; wrong values are refused with what
-to send instead; databases from before these fields run their jobs as before.
+to send instead; databases from before these fields run their jobs as before. The backend takes
+the options Qiskit's tools pass, survives deep copies and pickles after use, and Qiskit's own
+``BackendSamplerV2``/``BackendEstimatorV2`` give the right answers on it.
 """
 from __future__ import annotations
 
 import collections
+import copy
 import json
+import pickle
 import re
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
-from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister, transpile
+from qiskit.primitives import BackendEstimatorV2, BackendSamplerV2
+from qiskit.quantum_info import SparsePauliOp
 from qiskit.result import Result
 
+from qmio_lab.qpu import QPUBackend
+from qmio_lab.qpu.backend import IgnoredOptionWarning
 from qmio_lab.qpu.circuits import circuit_to_item
 from qmio_lab.qpu.store import _SCHEMA, Store
+from qmio_lab.widgets.results import result_meta
 from support.circuits import bell
 from support.services import ServiceProcess
 
@@ -211,3 +224,114 @@ def test_a_database_from_before_memory_and_seed_runs_its_queued_jobs(tmp_path):
         assert sum(body["counts"][0].values()) == 50 and memory_of(body) is None
     finally:
         service.stop()
+
+
+# ---- the backend: options, copies, pickles --------------------------------------------------
+@pytest.fixture
+def backend(svc):
+    return QPUBackend(svc.client("alice"))
+
+
+def test_backend_memory_and_seed_simulator_as_qiskit_passes_them(backend):
+    result = backend.run([bell(), mid_circuit()], shots=200, memory=True, seed_simulator=np.int64(41)).result()
+    assert result.backend_name == "qmio_qpu"
+    for i in range(2):
+        memory = result.get_memory(i)
+        assert len(memory) == 200 and collections.Counter(memory) == collections.Counter(result.get_counts(i))
+    again = backend.run([bell(), mid_circuit()], shots=200, memory=True, seed_simulator=41).result()
+    assert again.get_memory(0) == result.get_memory(0) and again.get_memory(1) == result.get_memory(1)
+    assert result_meta(result)[0] == ("target", "qpu")  # the result view labels it by its target
+
+
+def test_options_qiskit_tools_pass_for_other_backends_are_ignored_with_a_warning(backend):
+    with pytest.warns(IgnoredOptionWarning) as caught:
+        result = backend.run(bell(), shots=50, init_qubits=True, rep_delay=2.5e-4, noise_model=None,
+                             meas_level=2).result()
+    assert sum(result.get_counts().values()) == 50
+    (warning,) = caught
+    text = str(warning.message)
+    assert "'init_qubits'" in text and "'rep_delay'" in text and "'noise_model'" in text
+    assert "meas_level" not in text.split("(its options")[0]  # meas_level=2 is what the QPU gives
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"memory": "yes"}, "memory must be True or False"),
+    ({"seed_simulator": -3}, "seed_simulator must be an integer from 0 to 4294967295"),
+    ({"seed_simulator": 2**32}, "seed_simulator must be an integer"),
+    ({"seed_simulator": 1.5}, "seed_simulator must be an integer"),
+    ({"meas_level": 1}, "meas_level=1 is not available"),
+    ({"priority": "high"}, "priority must be an integer"),
+    ({"parameter_binds": [{}, {}]}, "one dict {parameter: [values]} per circuit"),
+])
+def test_known_options_with_wrong_values_are_refused_before_anything_is_sent(backend, options, says):
+    before = len(backend.client.jobs(limit=1000))
+    with pytest.raises(ValueError, match=re.escape(says)):
+        backend.run(bell(), shots=10, **options)
+    assert len(backend.client.jobs(limit=1000)) == before
+
+
+def test_parameter_binds_run_each_circuit_once_per_value(backend):
+    from qiskit.circuit import Parameter
+
+    theta = Parameter("theta")
+    qc = QuantumCircuit(1, 1, name="rx")
+    qc.rx(theta, 0)
+    qc.measure(0, 0)
+    result = backend.run([qc, bell()], shots=300, parameter_binds=[{theta: [0.0, np.pi]}, {}]).result()
+    assert len(result.results) == 3
+    assert result.get_counts(0).get("0", 0) > 260 and result.get_counts(1).get("1", 0) > 260
+    assert result.get_counts(2).get("00", 0) + result.get_counts(2).get("11", 0) > 240
+
+
+def test_a_used_backend_deep_copies_and_pickles_and_the_copies_run(backend, svc, tmp_path):
+    first = backend.run(bell(), shots=100, memory=True, seed_simulator=5).result()  # the pool is open now
+    assert backend.target.num_qubits == 32
+    for other in (copy.deepcopy(backend), pickle.loads(pickle.dumps(backend))):
+        assert other is not backend and other.client is not backend.client
+        assert other.calibration_id == backend.calibration_id and other.target.num_qubits == 32
+        again = other.run(bell(), shots=100, memory=True, seed_simulator=5).result()
+        assert again.get_memory() == first.get_memory()
+    client = pickle.loads(pickle.dumps(backend.client))
+    assert client.url == backend.client.url and client.token == backend.client.token
+    assert client.status()["state"] == "online"
+    # in another process: the unpickled backend connects to the same service
+    blob = tmp_path / "backend.pickle"
+    blob.write_bytes(pickle.dumps(backend))
+    script = ("import pickle, sys; from support.circuits import bell; "
+              f"b = pickle.loads(open({str(blob)!r}, 'rb').read()); "
+              "r = b.run(bell(), shots=100, memory=True, seed_simulator=5).result(); "
+              "print(r.backend_name, ','.join(r.get_memory()))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["qmio_qpu", ",".join(first.get_memory())]
+
+
+# ---- Qiskit's own backend primitives on the qpu target -------------------------------------
+def test_backend_sampler_v2_on_the_qpu(backend):
+    isa = transpile(bell(), target=backend.target, optimization_level=1, seed_transpiler=1)
+    sampler = BackendSamplerV2(backend=backend, options={"seed_simulator": 12})
+    result = sampler.run([isa], shots=2000).result()
+    counts = result[0].data.meas.get_counts()
+    assert sum(counts.values()) == 2000 and (counts.get("00", 0) + counts.get("11", 0)) / 2000 > 0.85
+    assert abs(counts.get("00", 0) - counts.get("11", 0)) < 200  # an even superposition, within noise
+    again = sampler.run([isa], shots=2000).result()
+    assert again[0].data.meas.get_bitstrings() == result[0].data.meas.get_bitstrings()
+
+
+def test_backend_estimator_v2_on_the_qpu(backend):
+    """<ZZ>, <XX> of a Bell pair near 1 and <YY> near -1, as far as the chip's noise lets them:
+    <ZZ> agrees with the one counted from the same circuit measured by ``backend.run``."""
+    circuit = bell().remove_final_measurements(inplace=False)
+    isa = transpile(circuit, target=backend.target, optimization_level=1, seed_transpiler=1)
+    observables = [SparsePauliOp(label).apply_layout(isa.layout) for label in ("ZZ", "XX", "ZI", "YY")]
+    estimator = BackendEstimatorV2(backend=backend, options={"seed_simulator": 3, "default_precision": 0.01})
+    data = estimator.run([(isa, observables)]).result()[0].data
+    zz, xx, zi, yy = (float(v) for v in data.evs)
+    assert zz > 0.75 and xx > 0.75 and yy < -0.75 and abs(zi) < 0.06
+    measured = isa.copy()  # the estimator's own <ZZ> circuit: the ISA circuit measured where it ran
+    measured.add_register(ClassicalRegister(2, "c"))
+    measured.measure(isa.layout.final_index_layout()[:2], [0, 1])
+    counts = backend.run(measured, shots=20000, seed_simulator=8).result().get_counts()
+    counted = (counts.get("00", 0) + counts.get("11", 0) - counts.get("01", 0) - counts.get("10", 0)) / 20000
+    assert abs(zz - counted) < 5 * float(data.stds[0]) + 0.01

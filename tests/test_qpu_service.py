@@ -80,8 +80,8 @@ def test_backend_and_job_objects(svc):
     assert result.results[0].metadata["calibration_id"] == backend.calibration_id  # survives the wire
     assert len(result.results[0].metadata["physical_qubits"]) == 2
     assert job.status().name == "DONE" and job.queue_position() is None
-    with pytest.raises(TypeError, match="unknown run option"):
-        backend.run(bell(), shot=3)
+    with pytest.warns(UserWarning, match="ignores run option.*'shot' \\(did you mean 'shots'\\?\\)"):
+        assert sum(backend.run(bell(), shot=3).result(timeout=60).get_counts().values()) == backend.options.shots
 
 
 def test_tokens_required(svc):

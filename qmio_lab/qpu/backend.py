@@ -2,10 +2,21 @@
 
 The Target is built lazily from the service's calibration (making a backend costs no network
 call) and pinned to that calibration id; :meth:`QPUBackend.refresh` takes a newer one.
+
+Qiskit's generic tools take it as they take ``AerSimulator`` (issue 15): ``BackendSamplerV2``
+passes ``memory=True`` and ``seed_simulator``, which the service honours (per-shot outcomes, a
+job's own seed); qiskit-experiments and Qiskit Runtime's local mode pass options written for Aer
+or IBM hardware (``init_qubits``, ``rep_delay``, ``noise_model``...), which are ignored with an
+:class:`IgnoredOptionWarning` naming them, while a known option with a wrong value is refused
+with what to pass. They also deep-copy the backend: its client keeps no socket in its state, so
+a copy or a pickle works at any time and reconnects on first use.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import numbers
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qiskit import QuantumCircuit
@@ -14,9 +25,19 @@ from qiskit.result import Result
 from qiskit.transpiler import Target
 
 from qmio_lab import config
+from qmio_lab.device.rules import check_shots
 from qmio_lab.device.target import build_target
-from qmio_lab.errors import QPUJobError, QPUServiceError
+from qmio_lab.errors import InvalidCircuitError, QPUJobError, QPUServiceError
+from qmio_lab.qpu.circuits import circuit_to_item
 from qmio_lab.qpu.client import QPUClient
+
+SEED_LIMIT = 2**32  # the service takes seeds from 0 to 2**32 - 1
+#: options accepted at the one value the QPU gives, refused at any other
+_FIXED = {"meas_level": (2, "the QPU returns classified bits (meas_level=2) only")}
+
+
+class IgnoredOptionWarning(UserWarning):
+    """A run option the QPU does not use was passed (and ignored)."""
 
 _STATES = {
     "queued": JobStatus.QUEUED, "running": JobStatus.RUNNING, "done": JobStatus.DONE,
@@ -84,7 +105,8 @@ class QPUBackend(BackendV2):
 
     @classmethod
     def _default_options(cls) -> Options:
-        return Options(shots=int(config.get("device.default_shots")), optimization_level=1, priority=0, name=None)
+        return Options(shots=int(config.get("device.default_shots")), optimization_level=1, priority=0, name=None,
+                       memory=False, seed_simulator=None, parameter_binds=None)
 
     def refresh(self) -> Target:
         cal = self.client.calibration()
@@ -101,12 +123,98 @@ class QPUBackend(BackendV2):
         return int(config.get("device.max_circuits"))
 
     def run(self, run_input: QuantumCircuit | str | Sequence[QuantumCircuit | str], **options: Any) -> QPUJob:
-        unknown = set(options) - set(self.options.__dict__)
-        if unknown:
-            raise TypeError(f"unknown run option(s) {sorted(unknown)}; known: {sorted(self.options.__dict__)}")
-        opts = {**self.options.__dict__, **options}
-        record = self.client.submit(
-            run_input, shots=opts["shots"], name=opts["name"], priority=opts["priority"],
-            optimization_level=opts["optimization_level"],
-        )
+        """Queue circuits (or OpenQASM text) on the QPU. Options: shots, optimization_level,
+        priority, name, memory (per-shot outcomes: ``result.get_memory()``), seed_simulator
+        (the same seed and calibration give the same shots), parameter_binds (as qiskit-aer's:
+        one ``{parameter: [values]}`` per circuit, each circuit run once per value). Any other
+        option is ignored with an :class:`IgnoredOptionWarning`."""
+        opts = read_options(self.options.__dict__, options)
+        circuits = [run_input] if isinstance(run_input, (QuantumCircuit, str)) else list(run_input)
+        fields = {"name": opts["name"], "priority": opts["priority"],
+                  "optimization_level": opts["optimization_level"], "memory": opts["memory"],
+                  "seed": opts["seed_simulator"]}
+        if opts["parameter_binds"] is None:
+            record = self.client.submit(circuits, shots=opts["shots"], **fields)
+        else:
+            items = bound_items(circuits, opts["parameter_binds"])
+            record = self.client.submit_items(items, opts["shots"], **fields)
         return QPUJob(self, record["id"], self.client, record)
+
+
+def read_options(known: Mapping[str, Any], given: Mapping[str, Any], *, stacklevel: int = 3) -> dict[str, Any]:
+    """``known`` (the backend's options) updated with ``given``, values checked and made plain
+    (numpy integers become ``int``, which JSON can carry); unknown names are dropped with one
+    :class:`IgnoredOptionWarning` that names them (and the option meant, for a near miss)."""
+    unknown = sorted(k for k in given if k not in known and k not in _FIXED)
+    if unknown:
+        hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+                 for name in unknown for close in [difflib.get_close_matches(name, list(known), n=1)]]
+        warnings.warn(f"the QMIO QPU ignores run option(s) {', '.join(hints)}: it does not use them "
+                      f"(its options are {sorted(known)})", IgnoredOptionWarning, stacklevel=stacklevel)
+    for name, (value, why) in _FIXED.items():
+        if name in given and _integer(name, given[name]) != value:
+            raise ValueError(f"{name}={given[name]!r} is not available: {why}")
+    opts = {**known, **{k: v for k, v in given.items() if k in known}}
+    opts["shots"] = check_shots(_integer("shots", opts["shots"]))
+    opts["priority"] = _integer("priority", opts["priority"])
+    opts["optimization_level"] = _integer("optimization_level", opts["optimization_level"])
+    memory = opts["memory"]
+    if memory is None or type(memory).__name__ == "bool_":
+        memory = bool(memory)
+    if not isinstance(memory, bool):
+        raise ValueError(f"memory must be True or False (per-shot outcomes in the result), not {memory!r}")
+    opts["memory"] = memory
+    seed = opts["seed_simulator"]
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_LIMIT:
+            raise ValueError(f"seed_simulator must be an integer from 0 to {SEED_LIMIT - 1}, or None for fresh "
+                             f"randomness; not {seed!r}")
+        opts["seed_simulator"] = int(seed)
+    if opts["name"] is not None and not isinstance(opts["name"], str):
+        raise ValueError(f"name must be a string, not {opts['name']!r}")
+    return opts
+
+
+def _integer(name: str, value: Any) -> Any:
+    """``value`` as a plain int when it is an integer of any kind (numpy's too); anything else
+    is left for the check that words the refusal (the service's, or :func:`check_shots`)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if name in ("priority", "optimization_level"):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    return value
+
+
+def bound_items(circuits: Sequence[QuantumCircuit | str], binds: Any) -> list[dict[str, Any]]:
+    """qiskit-aer's ``parameter_binds`` as the service's wire form: each circuit once, with one
+    row of ``parameter_values`` per position in its value lists (in the order of the circuit's
+    parameters, which is the order of its compiled template's), so the service compiles it
+    once and runs it once per row, results in Aer's order."""
+    if not isinstance(binds, Sequence) or isinstance(binds, (str, bytes)) or len(binds) != len(circuits):
+        raise ValueError(f"parameter_binds must be a list of one dict {{parameter: [values]}} per circuit "
+                         f"({len(circuits)} circuit(s)), not {str(binds)[:80]}")
+    items = []
+    for index, (circuit, table) in enumerate(zip(circuits, binds)):
+        if not isinstance(circuit, QuantumCircuit):
+            raise InvalidCircuitError(f"parameter_binds needs QuantumCircuit objects; circuit {index} is "
+                                      f"{type(circuit).__name__}")
+        if not isinstance(table, Mapping):
+            raise ValueError(f"parameter_binds[{index}] must be a dict {{parameter: [values]}}, not {table!r}")
+        item = circuit_to_item(circuit)
+        if not table:
+            items.append(item)
+            continue
+        params = list(circuit.parameters)
+        missing = [p.name for p in params if p not in table]
+        extra = [str(p) for p in table if p not in set(params)]
+        if missing or extra:
+            raise InvalidCircuitError(
+                f"parameter_binds[{index}] must give values for exactly the parameters of circuit "
+                f"{circuit.name!r}: missing {missing}, not in it {extra}")
+        columns = [[float(v) for v in table[p]] for p in params]
+        lengths = {len(c) for c in columns}
+        if len(lengths) != 1 or 0 in lengths:
+            raise ValueError(f"parameter_binds[{index}] gives value lists of lengths {sorted(lengths)}; give "
+                             "every parameter of a circuit the same (non-zero) number of values")
+        items.append({**item, "parameter_values": [list(row) for row in zip(*columns)]})
+    return items

@@ -11,6 +11,15 @@ from qmio_lab.widgets._render import esc, figure_png, key_value_table, new_figur
 from qmio_lab.widgets.base import HTMLFallback
 
 MAX_BARS = 32  # more outcomes than this: the histogram shows the most frequent ones
+#: the target (``get_backend`` name) each backend's results come from, as a result view labels
+#: them: a QPU result must read "qpu" even though the service's simulator computed it
+TARGETS = {"qmio_qpu": "qpu", "qmio_emulator": "emulator", "qmio_simulator": "simulator"}
+
+
+def result_target(result: Any) -> str | None:
+    """The target a Qiskit ``Result`` ran on (``qpu``, ``emulator``, ``simulator``), from its
+    backend name; None for a backend that is none of ours."""
+    return TARGETS.get(str(getattr(result, "backend_name", "") or ""))
 
 
 def result_counts(result: Any) -> list[dict[str, int]]:
@@ -28,7 +37,11 @@ def result_meta(result: Any) -> list[tuple[str, Any]]:
     if isinstance(result, (Mapping, Sequence)):
         return []
     meta = getattr(result, "_metadata", {}) or {}
-    pairs: list[tuple[str, Any]] = [("backend", result.backend_name), ("job", result.job_id)]
+    pairs: list[tuple[str, Any]] = []
+    target = result_target(result)
+    if target is not None:
+        pairs.append(("target", target))
+    pairs += [("backend", result.backend_name), ("job", result.job_id)]
     if meta.get("calibration_id"):
         pairs.append(("calibration", meta["calibration_id"]))
     if meta.get("calibration_age_s") is not None:
