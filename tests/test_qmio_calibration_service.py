@@ -37,14 +37,15 @@ def run_bell(svc: ServiceProcess) -> dict:
     return job.json()
 
 
-@pytest.fixture(scope="module")
+# each test its own directory and service: what one imports must not decide what another sees
+@pytest.fixture
 def directory(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("qmio-calibrations")
     shutil.copy(DATA / CURRENT, d / CURRENT)
     return d
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def svc(tmp_path_factory, directory):
     service = ServiceProcess(tmp_path_factory.mktemp("calsvc"), "--start-time", START,
                              env={"QMIO_CALIBRATIONS": str(directory)}).start()
@@ -105,11 +106,12 @@ def test_bad_imports_are_refused_whole_and_only_admins_import(svc, tmp_path):
 
 
 def test_export_writes_qmio_files_that_round_trip(svc, tmp_path):
+    assert cli(svc, "import", str(DATA / LEGACY)).returncode == 0
     out = cli(svc, "export", "--format", "qmio", str(tmp_path / "out"))
     assert out.returncode == 0, out.stderr
     history = {c["id"]: c for c in svc.http("GET", "/api/v1/calibrations?full=1").json()["calibrations"]}
     files = sorted((tmp_path / "out").iterdir())
-    assert len(files) == len(history)
+    assert len(files) == len(history) == 2
     for path in files:
         back = read_file(path).calibration
         original = next(Calibration.from_dict(c["calibration"]) for c in history.values()
@@ -122,8 +124,9 @@ def test_export_writes_qmio_files_that_round_trip(svc, tmp_path):
 
 
 def test_a_restart_reads_the_directory_without_duplicates(svc):
+    assert cli(svc, "import", str(DATA / LEGACY)).returncode == 0
     before = [c["id"] for c in svc.http("GET", "/api/v1/calibrations").json()["calibrations"]]
     svc.stop()
     svc.start()
     after = [c["id"] for c in svc.http("GET", "/api/v1/calibrations").json()["calibrations"]]
-    assert after == before
+    assert after == before and len(after) == 2
