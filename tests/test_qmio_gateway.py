@@ -93,6 +93,15 @@ def tunnel(svc):
     return open_tunnel(svc, "alice", 900)
 
 
+@pytest.fixture(autouse=True)
+def close_tunnels_after(svc, tunnel):
+    """Tunnels a test opens are closed after it (the per-user limit must not depend on order)."""
+    yield
+    for t in svc.http("GET", "/api/v1/tunnels", user="root").json()["tunnels"]:
+        if t["state"] != "closed" and t["id"] != tunnel["id"]:
+            svc.http("DELETE", f"/api/v1/tunnels/{t['id']}", user="root")
+
+
 def correlated_share(counts: dict[str, int], width: int) -> float:
     return (counts.get("0" * width, 0) + counts.get("1" * width, 0)) / sum(counts.values())
 
