@@ -122,3 +122,8 @@ class SlurmGateRefused(QmioError, PermissionError):
 
 class SlurmCommandError(QmioError, RuntimeError):
     """squeue failed for a reason other than an unknown job."""
+
+
+# ---- warnings -----------------------------------------------------------------------------------
+class IgnoredOptionWarning(UserWarning):
+    """A run option the target does not use was passed, and ignored (qmio_lab.run_options)."""

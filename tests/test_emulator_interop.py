@@ -33,7 +33,7 @@ from qmio_lab.device import QmioDevice
 from qmio_lab.emulator import EmulatorBackend
 from qmio_lab.emulator.decompose import aer_names, for_aer, unrolled_size
 from qmio_lab.emulator.mainguard import guarded
-from qmio_lab.emulator.options import IgnoredOptionWarning
+from qmio_lab.errors import IgnoredOptionWarning
 from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 from support.circuits import bell, ghz
 

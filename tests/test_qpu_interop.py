@@ -26,7 +26,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit.result import Result
 
 from qmio_lab.qpu import QPUBackend
-from qmio_lab.qpu.backend import IgnoredOptionWarning
+from qmio_lab.errors import IgnoredOptionWarning
 from qmio_lab.qpu.circuits import circuit_to_item
 from qmio_lab.qpu.store import _SCHEMA, Store
 from qmio_lab.widgets.results import result_meta

@@ -6,7 +6,7 @@ from qiskit import QuantumCircuit, transpile
 from qiskit.exceptions import QiskitError
 
 from qmio_lab.device import QmioDevice, QmioSimulator
-from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
+from qmio_lab.errors import IgnoredOptionWarning, InvalidCircuitError, InvalidShotsError
 
 from support.circuits import ghz
 from support.moments import MONDAY
@@ -116,11 +116,20 @@ def test_rejects_bad_shots(device: QmioDevice, shots):
     assert isinstance(info.value, QiskitError) and isinstance(info.value, ValueError)
 
 
-def test_unknown_run_option_is_named(device: QmioDevice):
+def test_unknown_run_option_is_named_and_ignored(device: QmioDevice):
+    """As the QPU and emulator backends: Qiskit's tools pass options written for Aer or IBM
+    hardware; they are ignored with a warning naming them, the near miss with the option meant."""
     qc = QuantumCircuit(1)
+    qc.x(0)
     qc.measure_all()
-    with pytest.raises(TypeError, match="unknown run option.*'shot'"):
-        QmioSimulator(device).run(qc, shot=10)
+    sim = QmioSimulator(device, at=MONDAY)
+    with pytest.warns(IgnoredOptionWarning, match=r"QMIO simulator ignores .*'shot' \(did you mean 'shots'\?\)"):
+        counts = sim.run(qc, shot=10, shots=50).result().get_counts()
+    assert sum(counts.values()) == 50  # shots, not the misspelt shot
+    with pytest.raises(ValueError, match="meas_level=1 is not available"):
+        sim.run(qc, meas_level=1)
+    with pytest.raises(ValueError, match="memory must be True or False"):
+        sim.run(qc, memory="yes")
 
 
 def test_edges_limits_accepted(device: QmioDevice):

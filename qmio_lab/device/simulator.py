@@ -17,7 +17,7 @@ from qiskit.result import Result
 from qiskit.transpiler import Target
 from qiskit_aer import AerSimulator
 
-from qmio_lab import config
+from qmio_lab import config, run_options
 from qmio_lab.device.calibration import Calibration, utc
 from qmio_lab.device.compact import compact
 from qmio_lab.device.device import QmioDevice
@@ -93,13 +93,10 @@ class QmioSimulator(BackendV2):
 
     def run(self, run_input: QuantumCircuit | Sequence[QuantumCircuit], **options: Any) -> QmioSimulatorJob:
         circuits = [run_input] if isinstance(run_input, QuantumCircuit) else list(run_input)
-        unknown = set(options) - set(self.options.__dict__)
-        if unknown:
-            raise TypeError(f"unknown run option(s) {sorted(unknown)}; known: {sorted(self.options.__dict__)}")
-        opts = {**self.options.__dict__, **options}
-        shots = check_shots(opts["shots"])
-        if not isinstance(opts["memory"], bool):
-            raise TypeError(f"memory must be True or False, not {opts['memory']!r}")
+        opts = run_options.merge("QMIO simulator", self.options.__dict__, options, stacklevel=3)
+        shots = check_shots(run_options.integer("shots", opts["shots"]))
+        opts["memory"] = run_options.flag("memory", opts["memory"], "per-shot outcomes in the result")
+        opts["seed_simulator"] = run_options.seed(opts["seed_simulator"])
         if not circuits:
             raise InvalidCircuitError("nothing to run: pass at least one circuit")
         if len(circuits) > self.max_circuits:

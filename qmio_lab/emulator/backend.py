@@ -28,7 +28,7 @@ from qiskit.transpiler import Target
 
 from qmio_lab import config
 from qmio_lab.emulator import cluster as clusters
-from qmio_lab.emulator import decompose, options as run_options, wire
+from qmio_lab.emulator import decompose, options as emulator_options, wire
 from qmio_lab.emulator.job import EmulatorJob
 from qmio_lab.emulator.memory import STATEVECTOR, check_fits, estimate
 from qmio_lab.emulator.replay import CalibrationResolver, qpu_calibration, resolve_noise
@@ -189,9 +189,9 @@ class EmulatorBackend(BackendV2):
         bitstrings), parameter_binds (as qiskit-aer's), callback(done, total). Any other option
         is ignored with a warning (Qiskit's tools pass options meant for other backends)."""
         circuits = [run_input] if isinstance(run_input, QuantumCircuit) else list(run_input)
-        opts = run_options.read(self.options.__dict__, options)
+        opts = emulator_options.read(self.options.__dict__, options)
         self._check(circuits)
-        circuits = run_options.bind(circuits, opts["parameter_binds"])
+        circuits = emulator_options.bind(circuits, opts["parameter_binds"])
         noise = resolve_noise(opts["noise"], self._resolver)
         client = self.client()
         largest = self.worker_memory()

@@ -1,52 +1,24 @@
-"""The emulator's run options, read the way Qiskit's generic tools pass them.
-
-``BackendSamplerV2`` passes ``memory=True`` and ``seed_simulator``; qiskit-experiments and
-Qiskit Runtime's local mode pass options written for qiskit-aer or for IBM hardware
-(``init_qubits``, ``rep_delay``, ``meas_return``...). Refusing those with a ``TypeError`` shuts
-every such tool out, although none of them changes what an ideal simulation returns. So an
-option the emulator does not know is ignored with a warning naming it, while a known option with
-a wrong value is still refused, with what to pass instead.
-"""
+"""The emulator's run options (read as every backend reads them: :mod:`qmio_lab.run_options`)."""
 from __future__ import annotations
 
-import difflib
 import numbers
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qiskit import QuantumCircuit
 
+from qmio_lab import run_options
 from qmio_lab.emulator.memory import METHODS
 from qmio_lab.errors import InvalidCircuitError, InvalidShotsError
 
-#: Options that are accepted at the one value the emulator gives, and refused at any other.
-_FIXED = {"meas_level": (2, "the emulator returns classified bits (meas_level=2) only")}
 
-
-class IgnoredOptionWarning(UserWarning):
-    """A run option the emulator does not use was passed (and ignored)."""
-
-
-def read(known: Mapping[str, Any], given: Mapping[str, Any], *, stacklevel: int = 3) -> dict[str, Any]:
+def read(known: Mapping[str, Any], given: Mapping[str, Any], *, stacklevel: int = 4) -> dict[str, Any]:
     """``known`` (the backend's options) updated with ``given``: values checked and normalised
-    (numpy integers become ``int``), unknown names dropped with one :class:`IgnoredOptionWarning`.
-    """
-    unknown = sorted(k for k in given if k not in known and k not in _FIXED)
-    if unknown:
-        hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
-                 for name in unknown for close in [difflib.get_close_matches(name, list(known), n=1)]]
-        warnings.warn(
-            f"the QMIO emulator ignores run option(s) {', '.join(hints)}: it does not use them "
-            f"(its options are {sorted(known)})", IgnoredOptionWarning, stacklevel=stacklevel,
-        )
-    for name, (value, why) in _FIXED.items():
-        if name in given and int(given[name]) != value:
-            raise ValueError(f"{name}={given[name]!r} is not available: {why}")
-    opts = {**known, **{k: v for k, v in given.items() if k in known}}
+    (numpy integers become ``int``), unknown names dropped with one ``IgnoredOptionWarning``."""
+    opts = run_options.merge("QMIO emulator", known, given, stacklevel=stacklevel)
     opts["shots"] = _shots(opts["shots"])
-    opts["memory"] = _flag("memory", opts.get("memory", False))
-    opts["seed_simulator"] = _seed(opts.get("seed_simulator"))
+    opts["memory"] = run_options.flag("memory", opts.get("memory", False))
+    opts["seed_simulator"] = run_options.seed(opts.get("seed_simulator"))
     if opts.get("method") is not None and opts["method"] not in METHODS:
         raise ValueError(f"method must be None (chosen per circuit) or one of {list(METHODS)}, "
                          f"not {opts['method']!r}")
@@ -61,20 +33,6 @@ def _shots(shots: Any) -> int:
     if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots < 1:
         raise InvalidShotsError(f"shots must be a positive integer, got {shots!r}")
     return int(shots)
-
-
-def _flag(name: str, value: Any) -> bool:
-    if value is None or isinstance(value, bool) or type(value).__name__ == "bool_":
-        return bool(value)
-    raise ValueError(f"{name} must be True or False, not {value!r}")
-
-
-def _seed(seed: Any) -> int | None:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed_simulator must be a non-negative integer or None, not {seed!r}")
-    return int(seed)
 
 
 def bind(circuits: Sequence[QuantumCircuit], binds: Any) -> list[QuantumCircuit]:

@@ -13,9 +13,6 @@ a copy or a pickle works at any time and reconnects on first use.
 """
 from __future__ import annotations
 
-import difflib
-import numbers
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +21,7 @@ from qiskit.providers import BackendV2, JobStatus, JobV1, Options
 from qiskit.result import Result
 from qiskit.transpiler import Target
 
-from qmio_lab import config
+from qmio_lab import config, run_options
 from qmio_lab.device.rules import check_shots
 from qmio_lab.device.target import build_target
 from qmio_lab.errors import InvalidCircuitError, QPUJobError, QPUServiceError
@@ -32,12 +29,6 @@ from qmio_lab.qpu.circuits import circuit_to_item
 from qmio_lab.qpu.client import QPUClient
 
 SEED_LIMIT = 2**32  # the service takes seeds from 0 to 2**32 - 1
-#: options accepted at the one value the QPU gives, refused at any other
-_FIXED = {"meas_level": (2, "the QPU returns classified bits (meas_level=2) only")}
-
-
-class IgnoredOptionWarning(UserWarning):
-    """A run option the QPU does not use was passed (and ignored)."""
 
 _STATES = {
     "queued": JobStatus.QUEUED, "running": JobStatus.RUNNING, "done": JobStatus.DONE,
@@ -141,48 +132,21 @@ class QPUBackend(BackendV2):
         return QPUJob(self, record["id"], self.client, record)
 
 
-def read_options(known: Mapping[str, Any], given: Mapping[str, Any], *, stacklevel: int = 3) -> dict[str, Any]:
+def read_options(known: Mapping[str, Any], given: Mapping[str, Any], *, stacklevel: int = 4) -> dict[str, Any]:
     """``known`` (the backend's options) updated with ``given``, values checked and made plain
     (numpy integers become ``int``, which JSON can carry); unknown names are dropped with one
-    :class:`IgnoredOptionWarning` that names them (and the option meant, for a near miss)."""
-    unknown = sorted(k for k in given if k not in known and k not in _FIXED)
-    if unknown:
-        hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
-                 for name in unknown for close in [difflib.get_close_matches(name, list(known), n=1)]]
-        warnings.warn(f"the QMIO QPU ignores run option(s) {', '.join(hints)}: it does not use them "
-                      f"(its options are {sorted(known)})", IgnoredOptionWarning, stacklevel=stacklevel)
-    for name, (value, why) in _FIXED.items():
-        if name in given and _integer(name, given[name]) != value:
-            raise ValueError(f"{name}={given[name]!r} is not available: {why}")
-    opts = {**known, **{k: v for k, v in given.items() if k in known}}
-    opts["shots"] = check_shots(_integer("shots", opts["shots"]))
-    opts["priority"] = _integer("priority", opts["priority"])
-    opts["optimization_level"] = _integer("optimization_level", opts["optimization_level"])
-    memory = opts["memory"]
-    if memory is None or type(memory).__name__ == "bool_":
-        memory = bool(memory)
-    if not isinstance(memory, bool):
-        raise ValueError(f"memory must be True or False (per-shot outcomes in the result), not {memory!r}")
-    opts["memory"] = memory
-    seed = opts["seed_simulator"]
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_LIMIT:
-            raise ValueError(f"seed_simulator must be an integer from 0 to {SEED_LIMIT - 1}, or None for fresh "
-                             f"randomness; not {seed!r}")
-        opts["seed_simulator"] = int(seed)
+    ``IgnoredOptionWarning`` (:mod:`qmio_lab.run_options`)."""
+    opts = run_options.merge("QMIO QPU", known, given, stacklevel=stacklevel)
+    opts["shots"] = check_shots(run_options.integer("shots", opts["shots"]))
+    for name in ("priority", "optimization_level"):
+        opts[name] = run_options.integer(name, opts[name])
+        if type(opts[name]) is not int:
+            raise ValueError(f"{name} must be an integer, not {opts[name]!r}")
+    opts["memory"] = run_options.flag("memory", opts["memory"], "per-shot outcomes in the result")
+    opts["seed_simulator"] = run_options.seed(opts["seed_simulator"], SEED_LIMIT)
     if opts["name"] is not None and not isinstance(opts["name"], str):
         raise ValueError(f"name must be a string, not {opts['name']!r}")
     return opts
-
-
-def _integer(name: str, value: Any) -> Any:
-    """``value`` as a plain int when it is an integer of any kind (numpy's too); anything else
-    is left for the check that words the refusal (the service's, or :func:`check_shots`)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    if name in ("priority", "optimization_level"):
-        raise ValueError(f"{name} must be an integer, not {value!r}")
-    return value
 
 
 def bound_items(circuits: Sequence[QuantumCircuit | str], binds: Any) -> list[dict[str, Any]]:
