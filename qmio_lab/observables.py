@@ -83,8 +83,9 @@ def pauli_expectations(counts: dict[str, int], group: MeasurementGroup) -> dict[
     qubits = sorted(group.basis)
     position = {q: k for k, q in enumerate(qubits)}
     values = np.array([int(key.split(" ")[0], 2) for key in counts], dtype=np.int64)  # "meas" is the last register added: leftmost
-    weights = np.array(list(counts.values()), dtype=float)
-    shots = int(weights.sum())
+    weights = np.array(list(counts.values()), dtype=float)  # counts, or quasi-probabilities times shots
+    total = float(weights.sum())
+    shots = int(round(total))
     out = {}
     for label in group.labels:
         mask = 0
@@ -92,5 +93,5 @@ def pauli_expectations(counts: dict[str, int], group: MeasurementGroup) -> dict[
             if letter != "I":
                 mask |= 1 << position[q]
         parity = np.array([bin(int(v) & mask).count("1") & 1 for v in values])
-        out[label] = (float(np.dot(weights, 1 - 2 * parity) / shots), shots)
+        out[label] = (float(np.dot(weights, 1 - 2 * parity) / total), shots)
     return out

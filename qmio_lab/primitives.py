@@ -3,11 +3,21 @@
 ``SamplerV2(mode)`` / ``EstimatorV2(mode)`` take a target name (``"qpu"``, ``"emulator"``,
 ``"simulator"``), a backend, or a :class:`~qmio_lab.sessions.Session`. Without a session each
 primitive keeps its own template cache, so a loop still transpiles each circuit once.
+
+Readout-error mitigation is an option, named as Qiskit Runtime names it:
+``EstimatorV2(mode, options={"resilience_level": 1})``, or ``measure_mitigation=True``, or
+``estimator.options.resilience.measure_mitigation = True``. It corrects each circuit's counts
+with mthree (:mod:`qmio_lab.mitigation`) from the calibration's readout errors, or from mthree's
+own calibration circuits with ``resilience.measure_calibration = "measure"``. The Sampler keeps
+its raw shots and adds the corrected quasi-distributions to each result's metadata.
 """
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
 
 import numpy as np
 from qiskit.primitives import (
@@ -20,6 +30,7 @@ from qiskit.providers import BackendV2
 
 from qmio_lab import config
 from qmio_lab.device.rules import has_measurement
+from qmio_lab.mitigation import SOURCES, ReadoutMitigator, measured_qubits
 from qmio_lab.observables import group_paulis, pauli_expectations
 from qmio_lab.sessions import Session, Template, circuit_digest
 
@@ -47,11 +58,136 @@ def _target_shots(backend: BackendV2) -> int:
     return int(shots) if shots else int(config.get("device.default_shots"))
 
 
+def _run_by_shots(session: Session, work: list[tuple[Template, np.ndarray | None, int]]) -> list[list[dict[str, int]]]:
+    """Counts for each (template, parameter rows, shots), one job per distinct shot count:
+    a list per item, one dict per row (one when it has no rows)."""
+    out: list[list[dict[str, int]]] = [[] for _ in work]
+    for shots in sorted({item[2] for item in work}):
+        idx = [i for i, item in enumerate(work) if item[2] == shots]
+        flat = session.run_templates([(work[i][0], work[i][1]) for i in idx], shots)
+        pos = 0
+        for i in idx:
+            n = 1 if work[i][1] is None else len(work[i][1])
+            out[i] = flat[pos:pos + n]
+            pos += n
+    return out
+
+
+@dataclass
+class ResilienceOptions:
+    """``measure_mitigation``: correct readout errors (None: as ``resilience_level`` says);
+    ``measure_calibration``: their matrices from the ``"calibration"`` in force, or
+    ``"measure"`` them with mthree's circuits (``measure_calibration_shots`` each)."""
+
+    measure_mitigation: bool | None = None
+    measure_calibration: str = "calibration"
+    measure_calibration_shots: int | None = None
+
+
+@dataclass
+class SamplerOptions:
+    default_shots: int | None = None
+    resilience_level: int = 0
+    resilience: ResilienceOptions = field(default_factory=ResilienceOptions)
+
+
+@dataclass
+class EstimatorOptions:
+    default_precision: float = 0.015625
+    resilience_level: int = 0
+    resilience: ResilienceOptions = field(default_factory=ResilienceOptions)
+
+
+def _read_options(cls: type, given: Any, **overrides: Any) -> Any:
+    """``given`` (None, an options object or a nested dict as Qiskit Runtime takes them) as
+    ``cls``, keyword overrides applied; unknown names are refused with the known ones."""
+    if given is None:
+        given = {}
+    if is_dataclass(given) and not isinstance(given, type):
+        given = {f.name: getattr(given, f.name) for f in fields(given)}
+    if not isinstance(given, Mapping):
+        raise TypeError(f"options must be a dict or {cls.__name__}, not {type(given).__name__}")
+    given = {**given, **{k: v for k, v in overrides.items() if v is not None}}
+    resilience = given.pop("resilience", None)
+    if "measure_mitigation" in given:  # a shortcut for resilience.measure_mitigation
+        resilience = {**_as_dict(resilience), "measure_mitigation": given.pop("measure_mitigation")}
+    names = {f.name for f in fields(cls)} - {"resilience"}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        close = [m for name in unknown for m in difflib.get_close_matches(name, sorted(names), n=1)]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown {cls.__name__.replace('Options', 'V2')} option(s) {unknown}{hint}; "
+                         f"known: {sorted(names | {'resilience'})}")
+    res = _as_dict(resilience)
+    res_names = {f.name for f in fields(ResilienceOptions)}
+    if set(res) - res_names:
+        raise ValueError(f"unknown resilience option(s) {sorted(set(res) - res_names)}; known: {sorted(res_names)}")
+    return cls(**given, resilience=ResilienceOptions(**res))
+
+
+def _as_dict(options: Any) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if is_dataclass(options) and not isinstance(options, type):
+        return {f.name: getattr(options, f.name) for f in fields(options)}
+    if isinstance(options, Mapping):
+        return dict(options)
+    raise TypeError(f"resilience options must be a dict or ResilienceOptions, not {type(options).__name__}")
+
+
+class _Mitigation:
+    """The readout mitigation an options object asks for, checked when a run starts (options
+    may be changed between runs), with one mitigator per calibration source."""
+
+    def __init__(self) -> None:
+        self._mitigators: dict[tuple[str, int | None], ReadoutMitigator] = {}
+
+    def for_run(self, options: Any, backend: BackendV2) -> ReadoutMitigator | None:
+        level = options.resilience_level
+        if level not in (0, 1):
+            raise ValueError(f"resilience_level {level!r} is not available: 0 (none) or 1 (readout-error "
+                             "mitigation) only")
+        res = options.resilience
+        on = res.measure_mitigation if res.measure_mitigation is not None else level >= 1
+        if not isinstance(on, bool):
+            raise ValueError(f"measure_mitigation must be True, False or None, not {on!r}")
+        if not on:
+            return None
+        if res.measure_calibration not in SOURCES:
+            raise ValueError(f"resilience.measure_calibration must be one of {SOURCES}, not {res.measure_calibration!r}")
+        key = (res.measure_calibration, res.measure_calibration_shots)
+        if key not in self._mitigators:
+            self._mitigators[key] = ReadoutMitigator(backend, res.measure_calibration,
+                                                     shots=res.measure_calibration_shots)
+        self._mitigators[key].begin_run()
+        return self._mitigators[key]
+
+
 class SamplerV2(BaseSamplerV2):
-    def __init__(self, mode: Mode = "qpu", *, default_shots: int | None = None, seed: int | None = None) -> None:
+    """Qiskit's SamplerV2 on a qmio_lab target. Pubs that share a shot count run as one job.
+    With readout mitigation each pub result's ``metadata["quasi_dists"]`` holds one mthree
+    ``QuasiDistribution`` per parameter binding (in C order), over all its classical bits."""
+
+    def __init__(self, mode: Mode = "qpu", *, default_shots: int | None = None, seed: int | None = None,
+                 options: SamplerOptions | Mapping[str, Any] | None = None,
+                 measure_mitigation: bool | None = None, resilience_level: int | None = None) -> None:
         self.session = _as_session(mode)
-        self.default_shots = default_shots if default_shots is not None else _target_shots(self.session.backend)
+        self.options = _read_options(SamplerOptions, options, default_shots=default_shots,
+                                     measure_mitigation=measure_mitigation, resilience_level=resilience_level)
+        if self.options.default_shots is None:
+            self.options.default_shots = _target_shots(self.session.backend)
         self._rng = np.random.default_rng(seed)
+        self._mitigation = _Mitigation()
+
+    @property
+    def default_shots(self) -> int:
+        return self.options.default_shots
+
+    @property
+    def _backend(self) -> BackendV2:
+        """The backend, where Qiskit's tools look for a sampler's (qiskit-experiments'
+        ``exp.run(sampler=...)`` reads it, as ``BackendSamplerV2`` has it)."""
+        return self.session.backend
 
     def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> PrimitiveJob[PrimitiveResult[SamplerPubResult]]:
         coerced = [SamplerPub.coerce(pub, shots or self.default_shots) for pub in pubs]
@@ -60,17 +196,21 @@ class SamplerV2(BaseSamplerV2):
         return job
 
     def _run(self, pubs: list[SamplerPub]) -> PrimitiveResult[SamplerPubResult]:
-        results = []
+        mitigator = self._mitigation.for_run(self.options, self.session.backend)
+        planned = []
         for pub in pubs:
             if not has_measurement(pub.circuit):
                 raise ValueError("a Sampler circuit needs measurements: add measure_all() or measure(...)")
             template = self.session.template(pub.circuit)
             rows, shape = _rows(template, pub.parameter_values)
-            counts = self.session.run_templates([(template, rows)], pub.shots)
-            results.append(self._pub_result(template, counts, shape, pub))
+            planned.append((pub, template, rows, shape))
+        counts_of = _run_by_shots(self.session, [(template, rows, pub.shots) for pub, template, rows, _ in planned])
+        results = [self._pub_result(template, counts_of[i], shape, pub, mitigator)
+                   for i, (pub, template, _, shape) in enumerate(planned)]
         return PrimitiveResult(results, metadata={"version": 2, "target": self.session.target_name})
 
-    def _pub_result(self, template: Template, counts: list[dict[str, int]], shape, pub: SamplerPub) -> SamplerPubResult:
+    def _pub_result(self, template: Template, counts: list[dict[str, int]], shape, pub: SamplerPub,
+                    mitigator: ReadoutMitigator | None = None) -> SamplerPubResult:
         regs = []
         start = 0
         for creg in template.circuit.cregs:  # clbit order: registers in declaration order
@@ -89,13 +229,33 @@ class SamplerV2(BaseSamplerV2):
                     bits = [(int(s) >> offset) & ((1 << size) - 1) for s in samples]
                     arrays[name][index] = BitArray.from_samples(bits, num_bits=size).array
         data = DataBin(**{name: BitArray(arrays[name], size) for name, size, _ in regs}, shape=shape)
-        return SamplerPubResult(data, metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata})
+        metadata: dict[str, Any] = {"shots": pub.shots, "circuit_metadata": pub.circuit.metadata}
+        if mitigator is not None:
+            qubits = measured_qubits(template.circuit)
+            metadata["quasi_dists"] = [mitigator.correct(c, qubits) for c in counts]
+            metadata["measure_mitigation"] = mitigator.source
+        return SamplerPubResult(data, metadata=metadata)
+
+
 
 
 class EstimatorV2(BaseEstimatorV2):
-    def __init__(self, mode: Mode = "qpu", *, default_precision: float = 0.015625) -> None:
+    """Qiskit's EstimatorV2 on a qmio_lab target: each pub's Paulis grouped into as few measured
+    circuits as commute; pubs that share a shot count run as one job. With readout mitigation
+    every group's counts are corrected (mthree) before its expectations are taken, and the
+    standard errors grow by mthree's mitigation overhead."""
+
+    def __init__(self, mode: Mode = "qpu", *, default_precision: float | None = None,
+                 options: EstimatorOptions | Mapping[str, Any] | None = None,
+                 measure_mitigation: bool | None = None, resilience_level: int | None = None) -> None:
         self.session = _as_session(mode)
-        self.default_precision = default_precision
+        self.options = _read_options(EstimatorOptions, options, default_precision=default_precision,
+                                     measure_mitigation=measure_mitigation, resilience_level=resilience_level)
+        self._mitigation = _Mitigation()
+
+    @property
+    def default_precision(self) -> float:
+        return self.options.default_precision
 
     def run(self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None) -> PrimitiveJob[PrimitiveResult[PubResult]]:
         coerced = [EstimatorPub.coerce(pub, precision or self.default_precision) for pub in pubs]
@@ -104,9 +264,9 @@ class EstimatorV2(BaseEstimatorV2):
         return job
 
     def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult[PubResult]:
+        mitigator = self._mitigation.for_run(self.options, self.session.backend)
         plans = []
-        work: list[tuple[Template, np.ndarray | None]] = []
-        shots_of = []
+        work: list[tuple[Template, np.ndarray | None, int]] = []
         for pub in pubs:
             shots = max(math.ceil(1.0 / pub.precision**2), 1)
             observables = pub.observables.ravel()
@@ -116,37 +276,27 @@ class EstimatorV2(BaseEstimatorV2):
             rows, pshape = _rows(base, pub.parameter_values)
             first = len(work)
             for group in groups:
-                work.append((self.session.measured(pub.circuit, group, digest), rows))
+                work.append((self.session.measured(pub.circuit, group, digest), rows, shots))
             plans.append((pub, groups, first, pshape, shots))
-            shots_of.append(shots)
-        counts = self._run_work(work, shots_of, plans)
-        results = [self._pub_result(plan, counts) for plan in plans]
+        counts = _run_by_shots(self.session, work)
+        results = [self._pub_result(plan, counts, work, mitigator) for plan in plans]
         return PrimitiveResult(results, metadata={"version": 2, "target": self.session.target_name})
 
-    def _run_work(self, work, shots_of, plans) -> dict[int, list[dict[str, int]]]:
-        """Run every group circuit; pubs sharing a shot count go in one job."""
-        out: dict[int, list[dict[str, int]]] = {}
-        for shots in sorted(set(shots_of)):
-            idx = [i for plan in plans if plan[4] == shots for i in range(plan[2], plan[2] + len(plan[1]))]
-            if not idx:
-                continue
-            flat = self.session.run_templates([work[i] for i in idx], shots)
-            pos = 0
-            for i in idx:
-                rows = work[i][1]
-                n = 1 if rows is None else len(rows)
-                out[i] = flat[pos:pos + n]
-                pos += n
-        return out
-
-    def _pub_result(self, plan, counts: dict[int, list[dict[str, int]]]) -> PubResult:
+    def _pub_result(self, plan, counts: list[list[dict[str, int]]], work, mitigator: ReadoutMitigator | None) -> PubResult:
         pub, groups, first, pshape, shots = plan
         nbind = int(np.prod(pshape)) if pshape else 1
         expectations: list[dict[str, float]] = [{} for _ in range(nbind)]
+        overheads: list[dict[str, float]] = [{} for _ in range(nbind)]
         for g, group in enumerate(groups):
+            circuit = work[first + g][0].circuit
+            qubits = measured_qubits(circuit, circuit.cregs[-1]) if mitigator is not None else None
             for b, c in enumerate(counts[first + g]):
+                overhead = 1.0
+                if mitigator is not None:
+                    c, overhead = _mitigated_counts(mitigator, c, qubits)
                 for label, (value, _) in pauli_expectations(c, group).items():
                     expectations[b][label] = value
+                    overheads[b][label] = overhead
         obs_flat = pub.observables.ravel()
         bshape = np.broadcast_shapes(pub.observables.shape, pshape)
         obs_index = np.broadcast_to(np.arange(max(pub.observables.size, 1)).reshape(pub.observables.shape), bshape)
@@ -156,13 +306,30 @@ class EstimatorV2(BaseEstimatorV2):
         for idx in np.ndindex(*bshape):
             obs = obs_flat[int(obs_index[idx])]
             table = expectations[int(par_index[idx])]
+            over = overheads[int(par_index[idx])]
             ev, var = 0.0, 0.0
             for label, coeff in obs.items():
-                value = 1.0 if set(label) == {"I"} else table[label]
+                identity = set(label) == {"I"}
+                value = 1.0 if identity else table[label]
                 ev += float(np.real(coeff)) * value
-                var += abs(coeff) ** 2 * (1 - value**2)
+                if not identity:  # mthree: a mitigated mean's variance grows by the overhead
+                    var += abs(coeff) ** 2 * max(over[label] - value**2, 0.0)
             evs[idx] = ev
-            stds[idx] = math.sqrt(max(var, 0.0) / shots)
+            stds[idx] = math.sqrt(var / shots)
         data = DataBin(evs=evs, stds=stds, shape=bshape)
-        return PubResult(data, metadata={"target_precision": pub.precision, "shots": shots,
-                                         "circuit_metadata": pub.circuit.metadata})
+        metadata = {"target_precision": pub.precision, "shots": shots, "circuit_metadata": pub.circuit.metadata}
+        if mitigator is not None:
+            metadata["measure_mitigation"] = mitigator.source
+        return PubResult(data, metadata=metadata)
+
+
+def _mitigated_counts(mitigator: ReadoutMitigator, counts: dict[str, int], qubits: list[int]) -> tuple[dict[str, float], float]:
+    """A group circuit's counts over its ``meas`` register (the leftmost) corrected: the
+    quasi-probabilities scaled to the shots, as counts, and mthree's mitigation overhead."""
+    meas: dict[str, int] = {}
+    for key, n in counts.items():
+        bits = key.split(" ")[0]
+        meas[bits] = meas.get(bits, 0) + n
+    quasi = mitigator.correct(meas, qubits)
+    shots = sum(meas.values())
+    return {k: v * shots for k, v in quasi.items()}, float(quasi.mitigation_overhead)

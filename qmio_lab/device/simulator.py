@@ -18,6 +18,7 @@ from qiskit.transpiler import Target
 from qiskit_aer import AerSimulator
 
 from qmio_lab import config, run_options
+from qmio_lab.backend_configuration import BackendConfiguration, configuration_of
 from qmio_lab.device.calibration import Calibration, utc
 from qmio_lab.device.compact import compact
 from qmio_lab.device.device import QmioDevice
@@ -86,6 +87,10 @@ class QmioSimulator(BackendV2):
     @property
     def target(self) -> Target:
         return self.device.target(self._clock())
+
+    def configuration(self) -> BackendConfiguration:
+        """What BackendV1-era tools (mthree) read: a simulator."""
+        return configuration_of(self, max_shots=int(config.get("device.max_shots")), simulator=True)
 
     @property
     def max_circuits(self) -> int:

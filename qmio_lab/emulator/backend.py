@@ -22,11 +22,12 @@ from distributed import Client
 from distributed.deploy import Cluster
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2, Options
-
-from qmio_lab.compilation import EMULATOR_BASIS_GATES
 from qiskit.transpiler import Target
 
 from qmio_lab import config
+from qmio_lab.backend_configuration import BackendConfiguration, configuration_of
+from qmio_lab.compilation import EMULATOR_BASIS_GATES
+from qmio_lab.device.calibration import Calibration
 from qmio_lab.emulator import cluster as clusters
 from qmio_lab.emulator import decompose, options as emulator_options, wire
 from qmio_lab.emulator.job import EmulatorJob
@@ -127,6 +128,14 @@ class EmulatorBackend(BackendV2):
     @property
     def max_qubits(self) -> int:
         return int(config.get("emulator.max_qubits"))
+
+    def noise_calibration(self) -> Calibration | None:
+        """The calibration whose noise runs replay (the ``noise`` option), or None: noiseless."""
+        return resolve_noise(self.options.noise, self._resolver)
+
+    def configuration(self) -> BackendConfiguration:
+        """What BackendV1-era tools (mthree) read: a simulator."""
+        return configuration_of(self, max_shots=None, simulator=True)
 
     @property
     def max_circuits(self) -> None:

@@ -22,6 +22,7 @@ from qiskit.result import Result
 from qiskit.transpiler import Target
 
 from qmio_lab import config, run_options
+from qmio_lab.backend_configuration import BackendConfiguration, configuration_of
 from qmio_lab.device.rules import check_shots
 from qmio_lab.device.target import build_target
 from qmio_lab.errors import InvalidCircuitError, QPUJobError, QPUServiceError
@@ -108,6 +109,10 @@ class QPUBackend(BackendV2):
     @property
     def target(self) -> Target:
         return self._target if self._target is not None else self.refresh()
+
+    def configuration(self) -> BackendConfiguration:
+        """What BackendV1-era tools (mthree) read: the QPU it stands for: not a simulator."""
+        return configuration_of(self, max_shots=int(config.get("device.max_shots")), simulator=False)
 
     @property
     def max_circuits(self) -> int:
