@@ -138,6 +138,10 @@ def test_a_seed_reproduces_counts_and_memory_and_another_seed_does_not(svc):
         assert first["counts"][i] == again["counts"][i]
         assert memory_of(first, i) != memory_of(other, i)
     assert first["results"][0]["seed_simulator"] == 2024
+    record = alice.jobs(limit=1)[0]  # the job as the API shows it says what it asked for
+    assert record["seed"] == 2025 and record["memory"] is True
+    assert run(alice, bell(), 10) and alice.jobs(limit=1)[0]["seed"] is None
+    assert alice.jobs(limit=1)[0]["memory"] is False
 
 
 def test_unseeded_jobs_draw_fresh_shots(svc):

@@ -29,9 +29,6 @@ from qmio_lab.errors import InvalidCircuitError
 
 #: Operations Aer takes that its ``basis_gates`` does not list.
 _ALWAYS = frozenset({"measure", "barrier"})
-#: Defaults of the settings below, for configurations that predate them.
-DEFAULT_MAX_OPERATIONS = 1_000_000
-DEFAULT_MAX_NESTING = 50
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,8 +43,7 @@ def aer_names(method: str = "statevector") -> frozenset[str]:
 def limits() -> tuple[int, int]:
     """``(max operations once unrolled, max nesting of definitions)``: the settings
     ``qmio.emulator.max_operations`` and ``qmio.emulator.max_nesting``."""
-    return (int(config.get("emulator.max_operations", DEFAULT_MAX_OPERATIONS)),
-            int(config.get("emulator.max_nesting", DEFAULT_MAX_NESTING)))
+    return int(config.get("emulator.max_operations")), int(config.get("emulator.max_nesting"))
 
 
 def _key(op: Instruction) -> tuple[tuple[Any, ...], Any]:

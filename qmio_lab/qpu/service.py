@@ -255,6 +255,7 @@ class QPUService:
             "priority": job["priority"], "boost": job.get("boost", 0), "shots": job["shots"], "num_circuits": job["num_circuits"],
             "circuits_done": done,
             "optimization_level": job["optimization_level"],
+            "memory": bool(job.get("memory")), "seed": job.get("seed"),
             "created_at": _iso(job["created_at"]), "started_at": _iso(job["started_at"]),
             "finished_at": _iso(job["finished_at"]),
             "queue_position": place.position if place else None,
