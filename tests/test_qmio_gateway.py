@@ -201,6 +201,44 @@ def test_hostile_messages_are_refused_and_the_gateway_keeps_serving(svc, tunnel)
     assert sum(after["results"]["c"].values()) == 100
 
 
+def test_a_message_over_the_hard_cap_drops_only_its_senders_connection(svc, tunnel):
+    """ZeroMQ disconnects a peer whose message is over the socket's MAXMSGSIZE before keeping any
+    of it, so that request is never answered and the REQ socket that sent it (the client's) is
+    stuck waiting; the service, the same tunnel for a new client session and other users'
+    tunnels go on as before."""
+    import zmq
+
+    from qmio_lab.qpu.gateway import GatewayLimits
+
+    cap = GatewayLimits.from_config().hard_cap_bytes
+    assert cap > GatewayLimits.from_config().max_message_bytes  # between the two: refused with an answer
+    bob = open_tunnel(svc, "bob")
+    context = zmq.Context()
+    sock = context.socket(zmq.REQ)  # as QMIO's client's socket
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(tunnel["endpoint"])
+    try:
+        sock.send(pickle.dumps(("x" * (cap + 1), "{}")))
+        assert not sock.poll(3000), "no answer comes to a message ZeroMQ cut off"
+        with pytest.raises(zmq.ZMQError) as stuck:
+            sock.send(pickle.dumps(("version",)))
+        assert stuck.value.errno == zmq.EFSM  # still waiting for that reply: the client has to start anew
+    finally:
+        sock.close()
+        context.term()
+    assert svc.proc.poll() is None, svc.log()
+    assert svc.http("GET", "/api/v1/status").status_code == 200
+    (other,) = run_client(bob["endpoint"], [{"circuit": BELL_QASM2, "shots": 100}])
+    assert sum(other["results"]["c"].values()) == 100
+    # a new session through the same tunnel is served, also with the refusal of a large message
+    (again,) = run_client(tunnel["endpoint"], [{"circuit": BELL_QASM2, "shots": 100}])
+    assert sum(again["results"]["c"].values()) == 100
+    big, version = send_raw(tunnel["endpoint"], [pickle.dumps(("x" * (cap // 2), "{}")), pickle.dumps(("version",))])
+    assert "limit" in big["Exception"] and version["version"].startswith("qmio_lab")
+    listed = {t["id"]: t for t in svc.http("GET", "/api/v1/tunnels", user="alice").json()["tunnels"]}
+    assert listed[tunnel["id"]]["state"] == "open"
+
+
 def test_two_users_tunnels_share_the_qpu_fairly(svc):
     alice, bob = open_tunnel(svc, "alice"), open_tunnel(svc, "bob")
     big = {"circuit": MIDCIRCUIT, "shots": 20000}
@@ -231,6 +269,32 @@ def test_a_tunnel_past_its_time_refuses_requests(svc):
     assert "time ended" in reply["Exception"] and "qmio tunnel" in reply["Exception"]
     listed = {t["id"]: t for t in svc.http("GET", "/api/v1/tunnels", user="bob").json()["tunnels"]}
     assert listed[short["id"]]["state"] == "expired"
+
+
+def test_an_expired_tunnel_closes_once_its_grace_is_over():
+    """Past its time a tunnel still answers (that it expired) for expired_grace_s, then its socket
+    closes: a timer ends it, not a poll of the socket."""
+    import asyncio
+
+    from qmio_lab.qpu.auth import User
+    from qmio_lab.qpu.gateway import GatewayLimits, Tunnels
+
+    limits = GatewayLimits(host="127.0.0.1", max_tunnel_s=60, max_tunnels_per_user=1, max_message_bytes=1024,
+                           max_in_flight=1, expired_grace_s=0.5)
+
+    async def scenario() -> list[str]:
+        tunnels = Tunnels(None, limits)  # type: ignore[arg-type]  # nothing here reaches the service
+        t = tunnels.open(User("carol"), 1)
+        states = [t.view()["state"]]
+        await asyncio.sleep(1.2)
+        states.append(t.view()["state"])
+        await asyncio.sleep(0.8)
+        states.append(t.view()["state"])
+        assert t.socket.closed and not t.tasks
+        tunnels.close_all()
+        return states
+
+    assert asyncio.run(scenario()) == ["open", "expired", "closed"]
 
 
 def test_tunnel_limits_and_ownership(svc):

@@ -4,14 +4,23 @@ At QMIO a user opens a short "tunnel" (a SLURM job of at most 15 minutes) and po
 at it with ``ZMQ_SERVER=tcp://host:port``. Here a tunnel is a ZeroMQ ROUTER socket that the
 service opens for one user, on loopback (or the address in ``qmio.qpu.gateway.host``), until its
 time limit. Each request the client sends becomes an ordinary job of the queue, owned by the
-tunnel's user, taken through :func:`qmio_lab.qpu.submission.submit` like an HTTP submission
+tunnel's user, taken through :func:`qmio_lab.qpu.submission.submit_job` like an HTTP submission
 (admission limits, fair share, the SLURM gate, accounting, cancellation); its reply is the
 real server's plain dict. Requests are read by :mod:`qmio_lab.qpu.qmio_wire`, which never
 unpickles anything but plain data.
 
-Every request is answered, because the client waits without a timeout: a refusal, a failed job
-and a request to a tunnel past its time all get ``{"Exception": ...}``. An expired tunnel keeps
-answering so for ``expired_grace_s``, then closes its socket.
+Every request that reaches the gateway is answered, because the client waits without a timeout:
+a refusal, a failed job and a request to a tunnel past its time all get ``{"Exception": ...}``. An
+expired tunnel keeps answering so for ``expired_grace_s``, then closes its socket.
+
+One message never reaches it: one over the socket's hard cap (:attr:`GatewayLimits.hard_cap_bytes`,
+four times ``max_message_kb`` plus 4 KiB). ZeroMQ reads only its size, drops the sender's
+connection and keeps none of it, so no client can make the service hold a huge message. That
+request is never answered: QMIO's client, which waits for ever, has to be interrupted, and its
+socket (a REQ socket still waiting for that reply) cannot send again. A new client session
+(``QmioRuntimeService().backend(...)``) on the same tunnel is served as usual, and so is everyone
+else meanwhile. A message between ``max_message_kb`` and the hard cap gets an answer saying
+what the limit is.
 """
 from __future__ import annotations
 
@@ -34,13 +43,16 @@ from qmio_lab.errors import GatewayRequestError, QmioError, SubmissionError
 from qmio_lab.lru import LRU
 from qmio_lab.qpu import qmio_wire, submission
 from qmio_lab.qpu.auth import User
+from qmio_lab.qpu.store import TERMINAL_STATES
 
 if TYPE_CHECKING:
     from qmio_lab.qpu.service import QPUService
 
 log = logging.getLogger(__name__)
 _QASM_VERSION = re.compile(r"^\s*(?://[^\n]*\n\s*)*OPENQASM\s+(\d)", re.ASCII)
-_WAIT_STEP_S = 60.0  # the client waits for ever; the service re-checks the job this often
+# a request waits for its job's end, woken by the executor's push of the change (no polling);
+# past this without a word the job is read back from the store, in case a change was missed
+_WAIT_STEP_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,12 @@ class GatewayLimits:
                    max_tunnels_per_user=int(g["max_tunnels_per_user"]),
                    max_message_bytes=int(float(g["max_message_kb"]) * 1024),
                    max_in_flight=int(g["max_in_flight"]), expired_grace_s=float(g["expired_grace_s"]))
+
+    @property
+    def hard_cap_bytes(self) -> int:
+        """ZeroMQ's ``MAXMSGSIZE`` on a tunnel's socket: a peer sending a larger message is
+        disconnected before any of it is kept (and that request is never answered)."""
+        return 4 * self.max_message_bytes + 4096
 
 
 @dataclass
@@ -103,7 +121,8 @@ class Tunnels:
         self.limits = limits or GatewayLimits.from_config()
         self._context: zmq.asyncio.Context | None = None
         self._tunnels: dict[str, Tunnel] = {}
-        self._written: LRU[tuple, dict[str, Any]] = LRU(256)  # a hybrid loop resends one circuit
+        # the optimised circuit as written, by template (kept with it, so its id is not reused)
+        self._written: LRU[int, tuple[Any, dict[str, Any]]] = LRU(256)  # a hybrid loop resends one circuit
 
     def of(self, user: str | None) -> list[Tunnel]:
         return [t for t in self._tunnels.values() if user is None or t.user.name == user]
@@ -132,7 +151,7 @@ class Tunnels:
         sock.setsockopt(zmq.LINGER, 0)
         # a peer sending more than this is disconnected by ZeroMQ before the bytes are kept;
         # anything between the request limit and this gets an answer saying what the limit is
-        sock.setsockopt(zmq.MAXMSGSIZE, 4 * self.limits.max_message_bytes + 4096)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.limits.hard_cap_bytes)
         host = self.limits.host
         try:
             if port is None:
@@ -176,23 +195,23 @@ class Tunnels:
 
     # ---- serving --------------------------------------------------------------------------
     async def _serve(self, tunnel: Tunnel) -> None:
-        close_at = tunnel.expires_at + self.limits.expired_grace_s
+        """Read requests until the tunnel closes: when asked, or ``expired_grace_s`` after its
+        time, by a timer (so each read is one wait on the socket, with no poll in front of it).
+        Each request is answered by a task of its own: one client's job does not hold up others."""
+        grace_end = tunnel.expires_at + self.limits.expired_grace_s
+        closer = asyncio.get_running_loop().call_later(max(grace_end - time.time(), 0.0), self.close, tunnel.id)
         try:
             while not tunnel.closed:
-                left = close_at - time.time()
-                if left <= 0:
-                    break
-                if not await tunnel.socket.poll(timeout=int(min(left, 5.0) * 1000)):
-                    continue
                 frames = await tunnel.socket.recv_multipart(copy=True)
                 if len(frames) < 3 or frames[-2] != b"":  # not a REQ envelope: nothing to answer
                     continue
                 identity, payload = frames[0], frames[-1]
                 tunnel.requests += 1
                 _spawn(tunnel, self._answer(tunnel, identity, payload))
-        except (zmq.ZMQError, asyncio.CancelledError):
+        except (zmq.ZMQError, asyncio.CancelledError):  # closed: the socket, or this task by close()
             pass
         finally:
+            closer.cancel()
             self.close(tunnel.id)
             self._forget_closed()
 
@@ -200,8 +219,6 @@ class Tunnels:
         tunnel.in_flight += 1
         try:
             reply = await self._reply_to(tunnel, payload)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # every request gets an answer: the client waits for ever
             log.exception("tunnel %s: request failed", tunnel.id)
             reply = qmio_wire.error_reply(RuntimeError(f"internal error in the QPU service: {type(exc).__name__}"))
@@ -257,11 +274,12 @@ class Tunnels:
         if request.res_format != "binary_count":
             body["memory"] = True
         try:
-            job = await submission.submit(svc, tunnel.user, body)
+            submitted = await submission.submit_job(svc, tunnel.user, body)
         except SubmissionError as exc:
             return qmio_wire.error_reply(ValueError(str(exc)))
         svc.executor.wake()
-        while job["state"] not in ("done", "failed", "cancelled"):
+        job = submitted.job
+        while job["state"] not in TERMINAL_STATES:
             job = await svc.wait_for_job(job, _WAIT_STEP_S, until_terminal=True)
         if job["state"] != "done":
             return qmio_wire.error_reply(RuntimeError(
@@ -280,32 +298,32 @@ class Tunnels:
                 results = qmio_wire.creg_results(shots, cregs, request.res_format)
         except (KeyError, ValueError) as exc:
             return qmio_wire.error_reply(RuntimeError(f"job {job['id']}: its result has no per-shot data ({exc})"))
-        return {"results": results, "execution_metrics": self._metrics(job)}
+        return {"results": results, "execution_metrics": self._metrics(job, submitted)}
 
-    def _metrics(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The compiled circuit, as QMIO's server reports the optimised one (from the compile
-        cache: the job's own compilation, unless a new calibration has replaced it since)."""
-        svc = self.service
+    def _metrics(self, job: dict[str, Any], submitted: submission.Submitted) -> dict[str, Any]:
+        """The compiled circuit, as QMIO's server reports the optimised one: the template the
+        submission compiled, which is the one the job ran unless the job ran with another
+        calibration (then the compile cache's for the calibration in force, if it has one)."""
         metrics: dict[str, Any] = {"job_id": job["id"]}
-        items = svc.store.job_circuits(job["id"])
-        if not items:
-            return metrics
-        try:
-            native = svc.compiler.cached(items[0], svc.calibration_in_force(), job["optimization_level"],
-                                         items[0].get("digest"))
-        except QmioError:
-            native = None
+        native = submitted.templates[0] if submitted.templates else None
+        if job.get("calibration_id") != submitted.calibration_id and submitted.circuits:
+            svc, item = self.service, submitted.circuits[0]
+            try:
+                native = svc.compiler.cached(item, svc.calibration_in_force(), job["optimization_level"],
+                                             item.get("digest"))
+            except QmioError:
+                native = None
         if native is None:
             return metrics
-        key = (items[0].get("digest"), id(native))
-        written = self._written.get(key)
-        if written is None:
-            written = {"optimized_instruction_count": sum(1 for inst in native.data if inst.name != "barrier")}
-            try:
-                written["optimized_circuit"] = qasm2.dumps(native)
-            except Exception:  # a construct OpenQASM 2 cannot write
-                written["optimized_circuit"] = qasm3.dumps(native)
-            self._written.put(key, written)
+        known = self._written.get(id(native))
+        if known is not None and known[0] is native:
+            return {**metrics, **known[1]}
+        written = {"optimized_instruction_count": sum(1 for inst in native.data if inst.name != "barrier")}
+        try:
+            written["optimized_circuit"] = qasm2.dumps(native)
+        except Exception:  # a construct OpenQASM 2 cannot write
+            written["optimized_circuit"] = qasm3.dumps(native)
+        self._written.put(id(native), (native, written))
         return {**metrics, **written}
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
+
+from qiskit import QuantumCircuit
 
 from qmio_lab import config
 from qmio_lab.device.rules import check_shots
@@ -132,12 +135,28 @@ def _compile_all(service: QPUService, items: list[dict[str, Any]], digests: list
     return [service.compiler.compile(item, i, cal, level, d) for i, (item, d) in enumerate(zip(items, digests))]
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A queued job and what its submission worked out on the way, for a front door that
+    reports it (the QMIO gateway writes the optimised circuit): no second look-up is needed."""
+
+    job: dict[str, Any]  #: the stored job, state ``queued``
+    circuits: list[dict[str, Any]]  #: the job's circuits as stored, each with its ``digest``
+    templates: list[QuantumCircuit]  #: each circuit's native template, for ``calibration_id``
+    calibration_id: str  #: the calibration in force at submission, which the templates are for
+
+
 async def submit(service: QPUService, user: User, body: dict[str, Any]) -> dict[str, Any]:
     """Check, compile and queue one job request; the stored job (state ``queued``).
 
     Raises :class:`SubmissionError` for anything refused, counted on ``/metrics`` by status.
     The executor is not woken here: the HTTP API answers first, then wakes it.
     """
+    return (await submit_job(service, user, body)).job
+
+
+async def submit_job(service: QPUService, user: User, body: dict[str, Any]) -> Submitted:
+    """:func:`submit`, also giving what the submission computed (digests, native templates)."""
     try:
         spec = read_job_request(body, user)
         await check_slurm(service, user, spec["slurm_job_id"])
@@ -169,4 +188,4 @@ async def submit(service: QPUService, user: User, body: dict[str, Any]) -> dict[
     job = service.store.add_job(user=user.name, boost=spec["priority"] if user.is_admin else 0,
                                 estimate=estimate, **spec)
     service.metrics.submitted.inc()
-    return job
+    return Submitted(job=job, circuits=spec["circuits"], templates=list(templates), calibration_id=cal.id)
