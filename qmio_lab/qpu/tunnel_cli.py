@@ -21,6 +21,10 @@ from qmio_lab.errors import QPUServiceError
 from qmio_lab.qpu.client import QPUClient
 
 _SLURM_START_S = 120.0  # how long to wait for the tunnel job to start and open its tunnel
+_SQUEUE_GRACE_S = 5.0  # a job squeue does not list this soon after sbatch is not taken for ended yet
+#: squeue's states of a job that has ended ("": squeue no longer lists it)
+_ENDED = frozenset({"", "BOOT_FAIL", "CANCELLED", "COMPLETED", "COMPLETING", "DEADLINE", "FAILED", "NODE_FAIL",
+                    "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"})
 
 
 def _request_tunnel(client: QPUClient, seconds: float, port: int | None, slurm_job_id: str | None) -> dict[str, Any]:
@@ -108,14 +112,14 @@ def open_tunnel_in_slurm(client: QPUClient, seconds: float, *, reservation: str 
         raise ValueError(f"sbatch refused the tunnel job: {out.stderr.strip()[:300]}")
     job_id = out.stdout.strip().split(";")[0]
     print(f"tunnel job {job_id} submitted to partition {partition}; waiting for it to start", file=sys.stderr)
-    deadline = time.time() + _SLURM_START_S
-    while time.time() < deadline:
+    submitted = time.monotonic()
+    while time.monotonic() - submitted < _SLURM_START_S:
         tunnel = next((t for t in client.tunnels() if t.get("slurm_job_id") == job_id and t["state"] == "open"), None)
         if tunnel is not None:
             _announce(tunnel)
             return 0
         state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
-        if state in ("", "FAILED", "CANCELLED", "TIMEOUT", "COMPLETED") and time.time() > deadline - _SLURM_START_S + 5:
+        if state in _ENDED and time.monotonic() - submitted > _SQUEUE_GRACE_S:
             raise ValueError(f"tunnel job {job_id} ended ({state or 'gone'}) before opening a tunnel; "
                              "see `sacct -j " + job_id + "`")
         time.sleep(0.5)
