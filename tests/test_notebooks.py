@@ -92,3 +92,37 @@ def test_05_noise_replay(lab_home):
     # is near the sampling noise of two 8000-shot runs (~0.02), the noiseless emulator's is not
     assert check["tvd_replay"] < 0.06, check
     assert check["tvd_ideal"] > 2 * check["tvd_replay"], check
+
+
+def png_outputs(book: nbformat.NotebookNode) -> int:
+    return sum("image/png" in out.get("data", {}) for cell in book.cells for out in cell.get("outputs", []))
+
+
+def near_calibration(fitted: float, calibrations: list[dict], key: str, rel: float) -> bool:
+    """``fitted`` within ``rel`` of the figure ``key`` of the calibration in force before or after
+    the experiments (the service steps its drift every qmio.qpu.drift_resolution_s device seconds,
+    so a step may fall between them; it moves a figure by well under 1 %)."""
+    return min(abs(fitted / c[key] - 1) for c in calibrations) < rel
+
+
+def test_06_characterise_the_qpu(lab_home):
+    """qiskit-experiments runs unchanged on the QPU target (issue 15) and recovers its calibration."""
+    check, book = run_notebook("06_characterise_the_qpu")
+    assert check["same_calibration"], check  # no recalibration between the experiments
+    assert check["pulses_per_clifford"] == pytest.approx(20 / 24)
+    assert len(check["qubits"]) == 2
+    for q, fit in check["fits"].items():
+        cals = fit["calibration"]
+        assert abs(cals[1]["t1"] / cals[0]["t1"] - 1) < 0.02, (q, cals)  # drift during the notebook is small
+        assert near_calibration(fit["t1"], cals, "t1", 0.2), (q, fit)
+        assert near_calibration(fit["t2"], cals, "t2", 0.2), (q, fit)  # Hahn echo is the calibration's T2
+        # the twin's dephasing is Markovian: T2* is T2 echo, the fringes run at the asked frequency
+        assert near_calibration(fit["t2star"], cals, "t2", 0.25), (q, fit)
+        assert fit["ramsey_freq"] == pytest.approx(fit["osc_freq"], rel=0.05), (q, fit)
+        assert near_calibration(fit["p10"], cals, "p10", 0.2), (q, fit)
+        assert near_calibration(fit["p01"], cals, "p01", 0.2), (q, fit)
+        # RB: the notebook's prediction is n̄ pulses per Clifford times each pulse's error
+        assert fit["epc_predicted"] == pytest.approx(20 / 24 * cals[0]["per_pulse"], rel=1e-9), (q, fit)
+        assert abs(fit["epc"] / fit["epc_predicted"] - 1) < 0.35, (q, fit)
+    assert check["summary_axes"] == 4
+    assert png_outputs(book) >= 4  # three fits drawn by qiskit-experiments and the summary

@@ -44,6 +44,26 @@ check = {"circuits": len(circuits), "results": len(result.results), "kind": clus
 check = {"calibration_id": cal_id, "tvd_replay": with_noise.tvd, "tvd_ideal": without.tvd,
          "replay_calibration": replayed.results[0].metadata.get("calibration_id")}
 ''',
+    '06_characterise_the_qpu': '''\
+from qmio_lab.device.generation import coherence_limited_error as _coherence_limited
+
+
+def _figures(c):
+    return {"t1": c.t1, "t2": c.t2, "p10": c.readout_p10, "p01": c.readout_p01, "sx_error": c.sx_error,
+            "per_pulse": max(c.sx_error, _coherence_limited([c], c.sx_duration))}
+
+
+check = {
+    "qubits": list(qubits), "same_calibration": cal_after.id == cal_before.id,
+    "pulses_per_clifford": float(pulses_per_clifford), "summary_axes": len(fig.axes),
+    "fits": {str(q): {
+        "t1": t1_fit[q].n, "t2": t2_fit[q].n, "t2star": t2star_fit[q].n, "ramsey_freq": ramsey_freq[q].n,
+        "osc_freq": 4 / (2 * cal_before.qubits[q].t2), "p10": readout_fit[q]["p10"], "p01": readout_fit[q]["p01"],
+        "epc": epc_fit[q].n, "epc_predicted": epc_predicted[q],
+        "calibration": [_figures(c.qubits[q]) for c in (cal_before, cal_after)],
+    } for q in qubits},
+}
+''',
 }
 
 _MARK = "QMIO_CHECK "
