@@ -126,3 +126,38 @@ def test_06_characterise_the_qpu(lab_home):
         assert abs(fit["epc"] / fit["epc_predicted"] - 1) < 0.35, (q, fit)
     assert check["summary_axes"] == 4
     assert png_outputs(book) >= 4  # three fits drawn by qiskit-experiments and the summary
+
+
+def test_07_from_qmio_to_qmio_lab(lab_home):
+    """A script written for the real QMIO runs unchanged with QMIO's own client through a tunnel
+    (issue 16), and agrees with the same circuit through ``%%qmio`` and ``SamplerV2``."""
+    from support.missing import missing
+    from support.qmio_client import PYTHON, VENV
+
+    if not PYTHON.exists():
+        missing(f"QMIO's client venv is missing at {VENV}: `make qmio-client` creates it")
+    written = [NOTEBOOKS / "qmio_script.py", NOTEBOOKS / "qmio_result.json"]  # what the notebook writes
+    left_before = {p for p in written if p.exists()}
+    try:
+        check, book = run_notebook("07_from_qmio_to_qmio_lab")
+    finally:
+        for p in written:
+            if p not in left_before:
+                p.unlink(missing_ok=True)
+    # the script ran through the gateway: one request on the tunnel, an ordinary job of its user
+    assert check["tunnel_requests"] == 1, check
+    job = check["script_job"]
+    assert job["user"] == check["tunnel_user"] and job["name"] == "qmio client", job
+    assert job["state"] == "done" and job["shots"] == 10000 and job["optimization_level"] == 1, job
+    assert check["tunnel_state_after"] == "closed" and check["zmq_server_left"] is None
+    assert set(check["shots"].values()) == {10000}, check["shots"]
+    # one circuit, one compilation: the same physical qubits and calibration on all three roads
+    ran_on = check["ran_on"]
+    assert ran_on["script"]["physical_qubits"] == ran_on["magic"]["physical_qubits"] == ran_on["sampler"]["physical_qubits"], ran_on
+    assert ran_on["script"]["calibration_id"] == ran_on["magic"]["calibration_id"] == ran_on["sampler"]["calibration_id"]
+    # the three distributions agree to shot noise (two 10000-shot samples: ~0.01, 99 % below ~0.02),
+    # while each is visibly off the ideal GHZ state (gate and readout errors, ~0.09)
+    assert 0.01 < check["shot_noise_tvd"] < 0.03, check
+    assert max(check["tvds"].values()) < 0.04, check
+    assert all(0.04 < d < 0.25 for d in check["ideal_tvds"].values()), check
+    assert png_outputs(book) >= 1

@@ -64,6 +64,27 @@ check = {
     } for q in qubits},
 }
 ''',
+    '07_from_qmio_to_qmio_lab': '''\
+_jobs = {job["id"]: job for job in qpu.client.jobs(limit=20)}
+_sampler_job, _magic_job = qpu.client.jobs(limit=2)  # newest first: the sampler's, then the magic's
+
+
+def _ran_on(job_id):
+    return qpu.client.result(job_id)["results"][0]["metadata"]
+
+
+check = {
+    "tvds": tvds, "shot_noise_tvd": shot_noise_tvd,
+    "ideal_tvds": {name: tvd(p, ideal) for name, p in probs.items()},
+    "shots": {name: sum(c.values()) for name, c in runs.items()},
+    "tunnel_user": tunnel["user"], "tunnel_requests": served["requests"],
+    "tunnel_state_after": next((t["state"] for t in qpu.client.tunnels() if t["id"] == tunnel["id"]), "closed"),
+    "script_job": _jobs.get(reply["execution_metrics"]["job_id"]),
+    "ran_on": {"script": _ran_on(reply["execution_metrics"]["job_id"]), "magic": _ran_on(_magic_job["id"]),
+               "sampler": _ran_on(_sampler_job["id"])},
+    "zmq_server_left": os.environ.get("ZMQ_SERVER"),
+}
+''',
 }
 
 _MARK = "QMIO_CHECK "
