@@ -39,3 +39,27 @@ def compile_for(
     if isinstance(target, Target):
         return transpile(circuits, target=target, optimization_level=level, seed_transpiler=seed)
     return transpile(circuits, target, optimization_level=level, seed_transpiler=seed)
+
+
+def use_qiskit_plugins_only() -> list[str]:
+    """Make this process's transpiler see only the stage and synthesis plugins Qiskit ships.
+
+    Qiskit's pass managers import every plugin any installed package registers, on their first
+    use in a process: with qiskit-experiments and qiskit-ibm-runtime (mthree's) installed beside
+    us that is pandas, matplotlib and an HTTP stack, about 2 s and 170 MB in each compile sandbox,
+    and third-party code running on users' circuits inside the service. Our compile path names
+    Qiskit's own methods only, so the service's sandboxes call this before their first compile.
+    Returns the names of the plugins left out (``group:name``), for the log.
+    """
+    from importlib.metadata import distribution, entry_points
+
+    import stevedore
+
+    left_out = []
+    groups = {ep.group for ep in distribution("qiskit").entry_points if ep.group.startswith("qiskit.")}
+    for group in sorted(groups):
+        found = list(entry_points(group=group))
+        own = [ep for ep in found if ep.dist is not None and ep.dist.name == "qiskit"]
+        left_out += [f"{group}:{ep.name}" for ep in found if ep not in own]
+        stevedore.ExtensionManager.ENTRY_POINT_CACHE[group] = own
+    return left_out

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 from multiprocessing.connection import Connection
-from subprocess import Popen
+from subprocess import Popen, TimeoutExpired
 from typing import Any
 
 from qiskit import QuantumCircuit, qpy
@@ -95,7 +95,7 @@ class _Sandbox:
                 )
             reply = conn.recv_bytes()
         except (EOFError, OSError) as exc:
-            code = self.proc.poll() if self.proc is not None else None
+            code = _exit_code(self.proc)
             self.stop()
             self.start()
             how = how_it_ended(code)
@@ -110,6 +110,16 @@ class _Sandbox:
             self.sent.clear()
             return self.compile(item, index, cal, level)
         raise AdmissionError(payload.decode("utf-8", "replace"))
+
+
+def _exit_code(proc: Popen | None) -> int | None:
+    """The code of a child whose pipe just closed: its exit may lag the close by a moment."""
+    if proc is None:
+        return None
+    try:
+        return proc.wait(timeout=2)
+    except TimeoutExpired:
+        return None
 
 
 class CompileSandbox:
@@ -173,8 +183,13 @@ def serve_sandbox(conn: Connection, seed: int, limits: AdmissionLimits) -> None:
     """The child's loop: one circuit at a time until the service closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the service, which stops us
     os.chdir(tempfile.mkdtemp(prefix="qmio-sandbox-"))  # nothing here for a relative path to find
+    from qmio_lab.compilation import use_qiskit_plugins_only
     from qmio_lab.device import QmioDevice
     from qmio_lab.qpu.compiler import compile_item
+
+    left_out = use_qiskit_plugins_only()
+    if left_out:
+        log.info("compiling with Qiskit's own transpiler plugins; not loading %s", ", ".join(left_out))
 
     calibrations: LRU[str, Calibration] = LRU(_CALIBRATIONS_KEPT)
     device: QmioDevice | None = None  # one is enough: its target() is built from the calibration given
