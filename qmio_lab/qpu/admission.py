@@ -219,12 +219,17 @@ def check_reservation(store: Any, user: str, max_time_s: float, now: float) -> N
             f"(qmio.qpu.session_cooldown_s), at {again}", retry_at=again)
 
 
-def check_cost(estimate: JobTime) -> None:
-    """A job may hold the shared QPU for at most ``qmio.qpu.max_job_s``: one whose estimate is
-    over it is refused now, with the estimate, rather than stopped at that deadline later."""
+def check_cost(estimate: JobTime, time_scale: float = 1.0) -> None:
+    """A job may hold the shared QPU for at most ``qmio.qpu.max_job_s`` of wall time: one whose
+    estimate is over it is refused now, with the estimate, rather than stopped at that deadline
+    later. With hardware timing it holds the QPU for the hardware's time too (in device time,
+    ``time_scale`` device seconds per second)."""
     limit = float(config.get("qpu.max_job_s"))
-    if estimate.simulation_s > limit:
+    wall_s = estimate.simulation_s
+    if estimate.mode == "hardware":
+        wall_s = max(wall_s, estimate.hardware_s / time_scale)
+    if wall_s > limit:
         raise AdmissionError(
             f"this job would hold the QPU for {estimate.describe()}; one job may hold it for at most "
             f"{limit:.0f} s (qmio.qpu.max_job_s). Use fewer shots, circuits or qubits, or split the job.",
-            estimated_s=round(estimate.simulation_s, 3), limit_s=limit)
+            estimated_s=round(wall_s, 3), limit_s=limit)

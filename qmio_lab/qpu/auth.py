@@ -1,4 +1,5 @@
-"""Who is calling: bearer tokens from the service configuration, roles ``user`` and ``admin``."""
+"""Who is calling: bearer tokens from the service configuration, roles ``user`` and ``admin``,
+and the account each user's QPU time is charged to."""
 from __future__ import annotations
 
 import hashlib
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 class User:
     name: str
     role: str = "user"
+    account: str | None = None  # charged for the user's QPU time; None: an account of their own name
+
+    @property
+    def charged_account(self) -> str:
+        return self.account or self.name
 
     @property
     def is_admin(self) -> bool:
@@ -32,24 +38,32 @@ def _digest(token: str) -> bytes:
 class TokenAuth:
     """Maps bearer tokens to users; comparisons are constant-time on token digests."""
 
-    def __init__(self, users: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, users: dict[str, dict[str, Any]], accounts: dict[str, Any] | None = None) -> None:
         self._by_digest: dict[bytes, User] = {}
+        self.accounts = dict(accounts or {})  # budgets the users file sets (beside qmio.qpu.accounts)
         for name, spec in users.items():
             token = str(spec.get("token") or "")
             role = str(spec.get("role", "user"))
+            account = spec.get("account")
             if len(token) < 16:
                 raise ValueError(f"user {name!r}: token must be at least 16 characters")
             if role not in ROLES:
                 raise ValueError(f"user {name!r}: role must be one of {ROLES}, got {role!r}")
-            self._by_digest[_digest(token)] = User(name, role)
+            if account is not None and (not isinstance(account, str) or not account.strip()):
+                raise ValueError(f"user {name!r}: account must be a name, got {account!r}")
+            self._by_digest[_digest(token)] = User(name, role, account)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TokenAuth:
         data = yaml.safe_load(Path(path).read_text()) or {}
         users = data.get("users", data)
         if not isinstance(users, dict) or not users:
-            raise ValueError(f"{path}: expected a mapping 'users: {{name: {{token: ..., role: user|admin}}}}'")
-        return cls(users)
+            raise ValueError(f"{path}: expected a mapping 'users: {{name: {{token: ..., role: user|admin, "
+                             "account: ...}}}}'")
+        accounts = data.get("accounts") if "users" in data else None
+        if accounts is not None and not isinstance(accounts, dict):
+            raise ValueError(f"{path}: accounts must be a mapping {{name: {{qpu_seconds: ..., period: day|week}}}}")
+        return cls(users, accounts)
 
     async def authenticate(self, authorization: str | None) -> User | None:
         token = bearer_token(authorization)
@@ -80,11 +94,15 @@ class HubAuth:
     carry access to this service (``access:services!service=<name>``).
     """
 
-    def __init__(self, admin_group: str | None = None, hub_auth: Any = None) -> None:
+    accounts: dict[str, Any] = {}  # budgets come from qmio.qpu.accounts only
+
+    def __init__(self, admin_group: str | None = None, hub_auth: Any = None,
+                 account_groups: tuple[str, ...] = ()) -> None:
         from jupyterhub.services.auth import HubAuth as _HubAuth
 
         self.hub = hub_auth or _HubAuth(cache_max_age=30)
         self.admin_group = admin_group
+        self.account_groups = account_groups  # Hub groups that are accounts: a member is charged to the first
 
     async def authenticate(self, authorization: str | None) -> User | None:
         token = bearer_token(authorization)
@@ -101,7 +119,9 @@ class HubAuth:
         admin = bool(model.get("admin")) or "admin:users" in scopes or (
             self.admin_group is not None and self.admin_group in (model.get("groups") or ())
         )
-        return User(model["name"], "admin" if admin else "user")
+        groups = model.get("groups") or ()
+        account = next((g for g in self.account_groups if g in groups), None)
+        return User(model["name"], "admin" if admin else "user", account)
 
 
 def new_token() -> str:

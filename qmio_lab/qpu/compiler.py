@@ -111,14 +111,15 @@ class Compiler:
         small, qubits = cached
         return template, small, qubits, "/".join(map(str, key))
 
-    def profile(self, template: QuantumCircuit) -> CircuitProfile:
-        """What sampling ``template`` costs depends on (once per template: a hybrid loop's
+    def profile(self, template: QuantumCircuit, calibration: Calibration) -> CircuitProfile:
+        """What sampling ``template`` costs, and how long one shot of it takes on the chip
+        (``template`` was compiled for ``calibration``; once per template: a hybrid loop's
         submissions then pay a dictionary lookup for their estimate)."""
         with self._lock:
             known = self._profiles.get(id(template))
         if known is not None and known[0] is template:
             return known[1]
-        profile = CircuitProfile.of(template)
+        profile = CircuitProfile.of(template, calibration)
         with self._lock:  # the template is kept with it, so its id cannot be reused meanwhile
             self._profiles.put(id(template), (template, profile))
         return profile

@@ -1,5 +1,9 @@
 """The one thread that owns the QPU: runs jobs back to back and keeps calibration windows.
 
+With ``qmio.device.timing: hardware`` a job holds the QPU as long as QMIO's hardware would take
+for it (the timing model's estimate, in device time), not only as long as simulating it takes:
+the queue, ETAs, fair share and quotas then cost what they cost at QMIO.
+
 Because jobs and calibrations share this thread, a running job always finishes before a
 calibration starts, and no job starts while the QPU is calibrating. Only this thread writes
 what the QPU is doing; it publishes that as one immutable :class:`ExecutorStatus` that other
@@ -21,6 +25,7 @@ from typing import Any
 from qmio_lab import config
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.device.schedule import CalibrationSchedule
+from qmio_lab.device.timing import TimingModel
 from qmio_lab.errors import QmioError
 from qmio_lab.qpu.clock import SimClock
 from qmio_lab.qpu.compiler import Compiler
@@ -39,6 +44,7 @@ class ExecutorStatus:
     calibrating_until: datetime | None = None  # the end of the calendar window being kept
     running_job: dict[str, Any] | None = None
     running_done: int = 0  # circuits of the running job simulated so far
+    holding: bool = False  # the running job is simulated; the QPU is held for the hardware's time
 
 
 class Executor(threading.Thread):
@@ -46,6 +52,7 @@ class Executor(threading.Thread):
         self, store: Store, device: QmioDevice, compiler: Compiler, clock: SimClock,
         schedule: CalibrationSchedule,
         on_job_change: Callable[[dict[str, Any]], None] = lambda job: None,
+        timing: TimingModel | None = None,
     ) -> None:
         super().__init__(name="qmio-qpu-executor", daemon=True)
         self.store = store
@@ -53,6 +60,7 @@ class Executor(threading.Thread):
         self.compiler = compiler
         self.clock = clock
         self.schedule = schedule
+        self.timing = timing or TimingModel()
         self.device_process = DeviceProcess(device.seed)
         self.on_job_change = on_job_change
         self.status = ExecutorStatus()  # replaced whole, by this thread only
@@ -61,6 +69,8 @@ class Executor(threading.Thread):
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._calibration_requests: list[Future] = []
+        self._release = threading.Event()  # ends a hold early: the job was cancelled, or the service stops
+        self._release_reason: str | None = None
         self._effective: tuple[tuple, Calibration] | None = None
         self._lock = threading.Lock()
 
@@ -79,6 +89,7 @@ class Executor(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+        self._release.set()
         self._wake.set()
 
     def request_calibration(self) -> Future:
@@ -96,7 +107,10 @@ class Executor(threading.Thread):
             running = self.status.running_job
             if running is None or running["id"] != job_id:
                 return False
-            self.device_process.stop_job(job_id, f"cancelled by {by} while running", cancelled=True)
+            reason = f"cancelled by {by} while running"
+            self._release_reason = reason  # if it is simulated already and only holds the QPU
+            self._release.set()
+            self.device_process.stop_job(job_id, reason, cancelled=True)
         return True
 
     def set_maintenance(self, on: bool) -> None:
@@ -171,10 +185,10 @@ class Executor(threading.Thread):
         reservation = self.store.active_session()
         holder = reservation["user"] if reservation is not None else None  # only theirs run
         while True:
-            head = self.store.queue_order(user=holder, limit=1)
-            if not head:
+            head = self.store.next_job(holder)
+            if head is None:
                 return False
-            job = self.store.claim(head[0]["id"])
+            job = self.store.claim(head["id"])
             if job is not None:  # None: cancelled between the two statements; take the next
                 self._run(job)
                 return True
@@ -183,7 +197,11 @@ class Executor(threading.Thread):
         """Run a claimed job. Listeners get the job row as it changes (no re-read), so a waiting
         client hears of its result with no database round trip in between."""
         job_id = job["id"]
+        started = time.monotonic()
         with self._lock:  # stop_running reads it from the HTTP thread
+            self._release_reason = None
+            if not self._halt.is_set():
+                self._release.clear()
             self._publish(running_job=job, running_done=0)
         self.on_job_change(job)
         cal = self.calibration_in_force()
@@ -194,23 +212,45 @@ class Executor(threading.Thread):
             body = self.device_process.run(job_id, programs, job["shots"], cal, on_progress=self._progressed,
                                            time_limit_s=float(config.get("qpu.max_job_s")),
                                            memory=bool(job.get("memory")), seed=job.get("seed"))
-            ended["finished_at"] = self.store.finish(job_id, result_json=body, calibration_id=cal.id)
+            self._hold(job, started)
+            ended["finished_at"], ended["qpu_s"] = self.store.finish(job_id, result_json=body, calibration_id=cal.id)
             ended.update(state="done", error=None)
         except JobStopped as exc:
             state = "cancelled" if exc.cancelled else "failed"
-            ended.update(state=state, error=str(exc),
-                         finished_at=self.store.fail(job_id, str(exc), cal.id, state=state))
+            ended.update(state=state, error=str(exc))
+            ended["finished_at"], ended["qpu_s"] = self.store.fail(job_id, str(exc), cal.id, state=state)
         except QmioError as exc:
-            ended.update(state="failed", error=str(exc), finished_at=self.store.fail(job_id, str(exc), cal.id))
+            ended.update(state="failed", error=str(exc))
+            ended["finished_at"], ended["qpu_s"] = self.store.fail(job_id, str(exc), cal.id)
         except Exception as exc:  # a simulator crash must fail the job, not the service
             log.exception("job %s failed", job_id)
             error = f"internal error while running the job: {exc}"
-            ended.update(state="failed", error=error, finished_at=self.store.fail(job_id, error, cal.id))
+            ended.update(state="failed", error=error)
+            ended["finished_at"], ended["qpu_s"] = self.store.fail(job_id, error, cal.id)
         finally:
             with self._lock:
-                self._publish(running_job=None, running_done=0)
+                self._publish(running_job=None, running_done=0, holding=False)
             # an unexpected error (e.g. the database gone) leaves the row as it is: read it back
             self.on_job_change({**job, **ended} if "state" in ended else (self.store.job(job_id) or job))
+
+    def _hold(self, job: dict[str, Any], started: float) -> None:
+        """With hardware timing, keep the QPU until the hardware would be done with the job
+        (its estimate, in device time, so ``time_scale`` shortens it). A cancellation ends the
+        hold and the job; a service stop ends the hold and keeps the job's result."""
+        if self.timing.mode != "hardware":
+            return
+        hardware_s = job.get("estimated_hardware_s")
+        if hardware_s is None:  # a row from before estimates were kept
+            hardware_s = self.timing.hardware_s(job["num_circuits"], job["shots"], job.get("repetition_period"))
+        remaining = hardware_s / self.clock.scale - (time.monotonic() - started)
+        if remaining <= 0:
+            return
+        self._publish(holding=True, running_done=job["num_circuits"])
+        if self._release.wait(remaining):
+            with self._lock:
+                reason = self._release_reason
+            if reason is not None:
+                raise JobStopped(reason, cancelled=True)
 
     def _progressed(self, done: int) -> None:
         self._publish(running_done=done)

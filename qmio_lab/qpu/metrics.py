@@ -27,6 +27,10 @@ class ServiceMetrics:
         self.readout = Gauge("qmio_qubit_readout_error", "Mean readout assignment error", ["qubit"], registry=r)
         self.sx = Gauge("qmio_qubit_sx_error", "SX gate error", ["qubit"], registry=r)
         self.ecr = Gauge("qmio_coupler_ecr_error", "ECR gate error", ["control", "target"], registry=r)
+        # accounts name people and projects: rendered only for an admin's scrape (render_usage)
+        self.usage_registry = CollectorRegistry()
+        self.qpu_seconds = Counter("qmio_account_qpu_seconds", "QPU seconds (device time) jobs held, by account",
+                                   ["account"], registry=self.usage_registry)
 
     def render(self, state: str, counts: dict[str, int], cal: Calibration) -> bytes:
         for name, n in counts.items():
@@ -42,3 +46,6 @@ class ServiceMetrics:
         for c in cal.couplers:
             self.ecr.labels(str(c.control), str(c.target)).set(c.ecr_error)
         return generate_latest(self.registry)
+
+    def render_usage(self) -> bytes:
+        return generate_latest(self.usage_registry)

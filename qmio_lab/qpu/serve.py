@@ -78,7 +78,8 @@ async def _serve(opts: ServeOptions) -> None:
     prefix = "/"
     if opts.hub:
         opts.host, opts.port, prefix = hub_settings()
-        auth, own_token = HubAuth(admin_group=config.get("qpu.hub_admin_group")), None
+        auth, own_token = HubAuth(admin_group=config.get("qpu.hub_admin_group"),
+                                  account_groups=tuple(config.get("qpu.accounts", None) or {})), None
     else:
         auth, own_token = build_auth(opts.users_file)
     db = opts.db or (config.lab_home() / "qpu" / "queue.sqlite")

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import time
+from datetime import datetime
 from typing import Any
 
 import tornado.web
@@ -21,6 +22,7 @@ from qmio_lab.qpu.admission import check_reservation
 from qmio_lab.qpu.auth import User
 from qmio_lab.qpu.service import QPUService
 from qmio_lab.qpu.store import STATES as JOB_STATES
+from qmio_lab.qpu.usage import MAX_USAGE_DAYS
 
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 60.0
@@ -184,21 +186,26 @@ class JobsHandler(BaseHandler):
         assert self.user is not None
         svc = self.service
         try:
-            job = await submission.submit(svc, self.user, self.json_body())
+            submitted = await submission.submit_job(svc, self.user, self.json_body())
         except SubmissionError as exc:
+            if exc.status == 429 and "resets_at" in exc.figures:
+                self.set_header("Retry-After", str(max(int(
+                    datetime.fromisoformat(exc.figures["resets_at"]).timestamp() - time.time()) + 1, 1)))
             raise ApiError.refused(exc) from exc
+        job = submitted.job
+        warnings = {"warnings": list(submitted.warnings)} if submitted.warnings else {}
         self.set_header("Location", f"/api/v1/jobs/{job['id']}")
         if self.get_argument("wait", None) is not None:
             # Synchronous submission (as QMIO's own client): one round trip for job and result.
             svc.executor.wake()
             job = await self.long_poll(job, until_terminal=True)
-            reply = json.dumps(svc.job_view(job))
+            reply = json.dumps({**svc.job_view(job), **warnings})
             result = svc.store.result_json(job["id"]) if job["state"] == "done" else None
             if result is not None:  # splice the stored JSON in rather than parse and re-encode it
                 reply = f'{reply[:-1]}, "result": {result}}}'
             self.send_json_text(reply, status=201)
             return
-        self.send(svc.job_view(job), status=201)
+        self.send({**svc.job_view(job), **warnings}, status=201)
         # Wake the QPU only once the reply is on its way: claiming and compiling the job take the
         # GIL, and the client should not wait for them to hear that it was accepted.
         svc.executor.wake()
@@ -360,7 +367,8 @@ class SessionsHandler(BaseHandler):
             except AdmissionError as exc:
                 self.service.metrics.rejected.labels("429").inc()
                 raise ApiError(429, str(exc), retry_at=exc.retry_at) from exc
-        session, opened = self.service.store.open_session(self.user.name, float(max_time))
+        session, opened = self.service.store.open_session(self.user.name, float(max_time),
+                                                          self.user.charged_account)
         if not opened:
             until = self.service.session_view(session)["expires_at"]
             if session["user"] == self.user.name:
@@ -429,14 +437,40 @@ class TunnelHandler(BaseHandler):
         self.send(tunnel.view())
 
 
+class UsageHandler(BaseHandler):
+    """QPU seconds per day, user and account, with the budgets: the caller's own, or (admins,
+    ``?user=NAME`` or ``?all=true``) anyone's."""
+
+    def get(self) -> None:
+        assert self.user is not None
+        raw = self.get_argument("days", "7")
+        if not (raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_USAGE_DAYS:
+            raise ApiError(400, f"days must be an integer from 1 to {MAX_USAGE_DAYS}; got {raw[:20]!r}")
+        who: str | None = self.user.name
+        other = self.get_argument("user", None)
+        everyone = self.get_argument("all", "false").lower() in ("1", "true", "yes")
+        if other is not None or everyone:
+            self.require_admin()
+            who = None if everyone else other
+        account = self.user.charged_account if who == self.user.name else None
+        report = self.service.accounting.report(who, int(raw), time.time(), account=account)
+        self.send({**report, "timing": self.service.timing.mode, "user": who})
+
+
 class MetricsHandler(BaseHandler):
-    """Unauthenticated like any Prometheus target: it exposes device figures and counts only."""
+    """Unauthenticated like any Prometheus target: it exposes device figures and counts only.
+    QPU seconds by account come too when the scrape sends an admin's bearer token (Prometheus's
+    ``authorization: {credentials: ...}``)."""
 
     requires_auth = False
 
-    def get(self) -> None:
+    async def get(self) -> None:
         svc = self.service
         body = svc.metrics.render(svc.state, svc.store.counts_by_state(), svc.calibration_in_force())
+        if self.request.headers.get("Authorization"):  # anyone else's token sees what everyone sees
+            user = await svc.auth.authenticate(self.request.headers.get("Authorization"))
+            if user is not None and user.is_admin:
+                body += svc.metrics.render_usage()
         self.set_header("Content-Type", "text/plain; version=0.0.4")
         self.finish(body)
 
@@ -497,6 +531,7 @@ def make_app(service: QPUService, prefix: str = "/") -> tornado.web.Application:
         (rf"api/v1/sessions/{jid}/?", SessionHandler),
         (r"api/v1/tunnels/?", TunnelsHandler),
         (rf"api/v1/tunnels/{jid}/?", TunnelHandler),
+        (r"api/v1/usage/?", UsageHandler),
         (r"metrics", MetricsHandler),
     ]
     return tornado.web.Application(

@@ -29,12 +29,17 @@ from qmio_lab.qpu.sandbox import CompileSandbox
 from qmio_lab.qpu.scheduler import QueueView
 from qmio_lab.qpu.slurm_gate import SlurmGate
 from qmio_lab.qpu.store import TERMINAL_STATES, Store
+from qmio_lab.qpu.usage import Accounting, read_budgets
 
 log = logging.getLogger(__name__)
 
 
 def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts else None
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 6)
 
 
 _STAGE = {"queued": 0, "running": 1, "done": 2, "failed": 2, "cancelled": 2}
@@ -100,11 +105,14 @@ class QPUService:
         self.slurm_gate = SlurmGate(slurm_partition) if slurm_partition else None
         self.auth = auth
         self.clock = self._restore_clock(clock)
+        self.store.time_scale = self.clock.scale  # QPU seconds are device seconds
         self.schedule = schedule or CalibrationSchedule.from_config()
         self.device = self._restore_device(seed)
         self.sandbox = CompileSandbox(self.device.seed, AdmissionLimits.from_config(self.device.num_qubits))
         self.compiler = Compiler(self.device, sandbox=self.sandbox)
         self.timing = TimingModel()
+        self.accounting = Accounting(self.store, read_budgets(config.get("qpu.accounts", None),
+                                                              getattr(auth, "accounts", None)))
         self.admission_gate = UserGate()
         self.events = JobEvents()
         self.metrics = ServiceMetrics()
@@ -117,7 +125,7 @@ class QPUService:
                         config.get("qpu.max_attempts"))
         self.executor = Executor(
             self.store, self.device, self.compiler, self.clock, self.schedule,
-            on_job_change=self._job_changed,
+            on_job_change=self._job_changed, timing=self.timing,
         )
         from qmio_lab.qpu.gateway import Tunnels  # it submits through qpu.submission, which needs this module
 
@@ -208,6 +216,8 @@ class QPUService:
             self.metrics.finished.labels(job["state"]).inc()
             if job["started_at"] and job["finished_at"]:
                 self.metrics.run_seconds.observe(job["finished_at"] - job["started_at"])
+            if job.get("qpu_s"):
+                self.metrics.qpu_seconds.labels(job.get("account") or job["user"]).inc(job["qpu_s"])
         self.events.notify_threadsafe(job)
 
     def start(self) -> None:
@@ -263,6 +273,13 @@ class QPUService:
             "calibration_id": job["calibration_id"], "error": job["error"], "attempts": job["attempts"],
             "slurm_job_id": job["slurm_job_id"],
             "estimated_qpu_s": job.get("estimated_qpu_s"), "estimated_hardware_s": job.get("estimated_hardware_s"),
+            "account": job.get("account") or job["user"], "repetition_period": job.get("repetition_period"),
+            # device seconds on the QPU: expected under the service's timing mode, and as held
+            "estimated_qpu_seconds": _rounded(job.get("estimated_hold_s")),
+            "qpu_seconds": _rounded(job.get("qpu_s")),
+            "usage": {"quantum_seconds": _rounded(job.get("qpu_s")), "seconds": _rounded(job.get("qpu_s"))},
+            "timestamps": {"created": _iso(job["created_at"]), "running": _iso(job["started_at"]),
+                           "finished": _iso(job["finished_at"])},
         }
 
     async def wait_for_job(self, job: dict[str, Any], timeout: float, *, until_terminal: bool) -> dict[str, Any]:
@@ -308,6 +325,7 @@ class QPUService:
             "next_calibration": {"start": nxt[0].isoformat(), "end": nxt[1].isoformat()} if nxt else None,
             "device_time": now.isoformat(),
             "time_scale": self.clock.scale,
+            "timing": self.timing.mode,
             "num_qubits": self.device.num_qubits,
             "slurm_partition": self.slurm_gate.partition if self.slurm_gate else None,
             "seconds_per_circuit": self.queue.seconds_per_circuit(),

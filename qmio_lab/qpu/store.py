@@ -6,6 +6,7 @@ nothing twice into the record.
 """
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import sqlite3
@@ -13,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,20 +55,32 @@ CREATE TABLE IF NOT EXISTS jobs (
     estimated_qpu_s REAL,
     estimated_hardware_s REAL,
     memory INTEGER NOT NULL DEFAULT 0,
-    seed INTEGER
+    seed INTEGER,
+    account TEXT,
+    repetition_period REAL,
+    estimated_hold_s REAL,
+    qpu_s REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, priority, seq);
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, seq);
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS calibrations (id TEXT PRIMARY KEY, taken_at TEXT NOT NULL, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS fair_share (user TEXT PRIMARY KEY, last_started REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS fair_share (
+    user TEXT PRIMARY KEY,
+    last_started REAL NOT NULL,
+    usage_s REAL NOT NULL DEFAULT 0,  -- consumed QPU seconds, decayed to usage_at
+    usage_at REAL NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     user TEXT NOT NULL,
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL,
-    closed_at REAL
+    closed_at REAL,
+    account TEXT,
+    charged_s REAL  -- once it has ended: the QPU seconds it held beyond its jobs' own
 );
+CREATE TABLE IF NOT EXISTS queued_users (user TEXT PRIMARY KEY, n INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
 CREATE TABLE IF NOT EXISTS job_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
@@ -80,16 +94,42 @@ END;
 CREATE TRIGGER IF NOT EXISTS job_counts_delete AFTER DELETE ON jobs BEGIN
     UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
 END;
+CREATE TRIGGER IF NOT EXISTS queued_users_insert AFTER INSERT ON jobs WHEN NEW.state = 'queued' BEGIN
+    INSERT INTO queued_users (user, n) VALUES (NEW.user, 1) ON CONFLICT(user) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS queued_users_leave AFTER UPDATE OF state ON jobs
+    WHEN OLD.state = 'queued' AND NEW.state <> 'queued' BEGIN
+    UPDATE queued_users SET n = n - 1 WHERE user = OLD.user;
+END;
+CREATE TRIGGER IF NOT EXISTS queued_users_return AFTER UPDATE OF state ON jobs
+    WHEN OLD.state <> 'queued' AND NEW.state = 'queued' BEGIN
+    INSERT INTO queued_users (user, n) VALUES (NEW.user, 1) ON CONFLICT(user) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS queued_users_delete AFTER DELETE ON jobs WHEN OLD.state = 'queued' BEGIN
+    UPDATE queued_users SET n = n - 1 WHERE user = OLD.user;
+END;
+"""
+#: indexes on columns added after the first release: created once those columns exist
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_user_queue ON jobs(user, state, priority DESC, seq);
+CREATE INDEX IF NOT EXISTS jobs_boosted ON jobs(boost DESC, priority DESC, seq) WHERE state = 'queued' AND boost > 0;
+CREATE INDEX IF NOT EXISTS jobs_account ON jobs(account, finished_at);
 """
 
 _JOB_COLUMNS = (
     "seq, id, user, name, state, priority, boost, shots, num_circuits, optimization_level, created_at, "
     "started_at, finished_at, attempts, calibration_id, error, slurm_job_id, estimated_qpu_s, "
-    "estimated_hardware_s, memory, seed"
+    "estimated_hardware_s, memory, seed, account, repetition_period, estimated_hold_s, qpu_s"
 )
+_QUEUE_COLUMNS = "id, user, name, priority, boost, num_circuits, shots, seq, estimated_hold_s"
 #: columns added after the first release, with their types: added to older files at start-up
-_ADDED_COLUMNS = {"boost": "INTEGER NOT NULL DEFAULT 0", "estimated_qpu_s": "REAL",
-                  "estimated_hardware_s": "REAL", "memory": "INTEGER NOT NULL DEFAULT 0", "seed": "INTEGER"}
+_ADDED_COLUMNS = {"jobs": {"boost": "INTEGER NOT NULL DEFAULT 0", "estimated_qpu_s": "REAL",
+                           "estimated_hardware_s": "REAL", "memory": "INTEGER NOT NULL DEFAULT 0", "seed": "INTEGER",
+                           "account": "TEXT", "repetition_period": "REAL", "estimated_hold_s": "REAL", "qpu_s": "REAL"},
+                  "fair_share": {"usage_s": "REAL NOT NULL DEFAULT 0", "usage_at": "REAL NOT NULL DEFAULT 0"},
+                  "sessions": {"account": "TEXT", "charged_s": "REAL"}}
+#: what a queued job without an estimate counts as in the fair-share order (device seconds)
+_UNKNOWN_HOLD_S = 1.0
 #: results longer than this (characters) are not kept in memory besides the database: per-shot
 #: memory makes a result up to tens of MB, and 256 of those would hold gigabytes
 _RECENT_RESULT_MAX_CHARS = 1 << 20
@@ -111,16 +151,22 @@ class Store:
         self._connections: list[sqlite3.Connection] = []
         self._recent_results: LRU[str, str] = LRU(_RECENT_RESULTS, lock=True)
         self.version = 0  # bumped on every queue change; lets readers cache the queue order
+        # device seconds per real second (the service sets its clock's): QPU time is device time
+        self.time_scale = 1.0
+        self.half_life_s = float(config.get("qpu.fair_share_half_life_s", 604800))
         idle = config.get("qpu.session_idle_s", None)
         self.session_idle_s = float(idle) if idle else None
         self._idle_checked: dict[str, float] = {}
+        self._settled_at = 0.0
         db = self._conn()
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)
-        present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
-        for column, kind in _ADDED_COLUMNS.items():
-            if column not in present:
-                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        db.executescript(_INDEXES)
         self._recount()
 
     def _recount(self) -> None:
@@ -130,6 +176,9 @@ class Store:
             db.execute("DELETE FROM job_counts")
             db.executemany("INSERT INTO job_counts (state, n) VALUES (?, 0)", [(s,) for s in STATES])
             db.execute("UPDATE job_counts SET n = (SELECT COUNT(*) FROM jobs WHERE jobs.state = job_counts.state)")
+            db.execute("DELETE FROM queued_users")
+            db.execute("INSERT INTO queued_users (user, n) SELECT user, COUNT(*) FROM jobs WHERE state = 'queued' "
+                       "GROUP BY user")
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection: in WAL mode readers never wait for the writer, so the HTTP
@@ -168,18 +217,22 @@ class Store:
         self, *, user: str, circuits: list[dict[str, Any]], shots: int, name: str | None = None,
         priority: int = 0, optimization_level: int = 1, slurm_job_id: str | None = None, boost: int = 0,
         estimate: JobTime | None = None, memory: bool = False, seed: int | None = None,
+        account: str | None = None, repetition_period: float | None = None,
     ) -> dict[str, Any]:
-        """Queue a job; ``memory`` (per-shot outcomes in its result) and ``seed`` (None: fresh
-        randomness) are kept with it, so a job requeued after a crash runs as it was asked."""
+        """Queue a job; ``memory`` (per-shot outcomes in its result), ``seed`` (None: fresh
+        randomness) and ``repetition_period`` (None: the default) are kept with it, so a job
+        requeued after a crash runs as it was asked. ``account`` is charged for its QPU time."""
         job_id = uuid.uuid4().hex
         with self._tx() as db:
             rows = db.execute(
                 "INSERT INTO jobs (id, user, name, state, priority, boost, shots, num_circuits, "
                 "optimization_level, circuits, created_at, slurm_job_id, estimated_qpu_s, estimated_hardware_s, "
-                f"memory, seed) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
+                "memory, seed, account, repetition_period, estimated_hold_s) "
+                f"VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
                 (job_id, user, name, priority, boost, shots, sum(expanded_count(c) for c in circuits),
                  optimization_level, json.dumps(circuits), time.time(), slurm_job_id,
-                 estimate and estimate.simulation_s, estimate and estimate.hardware_s, int(bool(memory)), seed),
+                 estimate and estimate.simulation_s, estimate and estimate.hardware_s, int(bool(memory)), seed,
+                 account or user, repetition_period, estimate and estimate.hold_s),
             ).fetchall()
         return _job(rows[0])
 
@@ -211,25 +264,103 @@ class Store:
     def queue_order(self, *, user: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Queued jobs in the order they will run (only ``user``'s, and the first ``limit``, if given).
 
-        An admin's boost first (the only way to put a job ahead of other users' work). Then users
-        take turns: each user's k-th queued job ranks k-th, ties going to the user served least
-        recently, so a user with a thousand jobs delays another user's job by about one job.
-        ``priority`` only orders a user's own jobs: giving all of them priority 10 changes
-        nothing for anyone else. With ``qmio.qpu.fair_share`` false there are no turns: boost,
-        priority, then submission order (the benchmark switches it off to show what fair share
-        is worth).
+        An admin's boost first (the only way to put a job ahead of other users' work). Then fair
+        share by consumed time, as SLURM's fair-share factor: the user whose recent QPU seconds
+        (decayed with ``qmio.qpu.fair_share_half_life_s``) are fewest goes next, ties going to
+        the user served least recently; each job is expected to add its estimated QPU time. So
+        a user of 100,000-shot jobs takes a turn for each many turns of a user of 100-shot
+        jobs, and a thousand queued jobs delay another user's job by about one. ``priority``
+        only orders a user's own jobs. With ``qmio.qpu.fair_share`` false there are no turns:
+        boost, priority, then submission order (the benchmark switches it off to show what
+        fair share is worth). The QPU thread asks :meth:`next_job` for the head alone.
         """
-        order = "j.boost DESC, turn, last_served, j.seq" if self.fair_share else "j.boost DESC, j.priority DESC, j.seq"
-        sql = f"""
-            SELECT j.id, j.user, j.name, j.priority, j.boost, j.num_circuits, j.shots, j.seq,
-                   ROW_NUMBER() OVER (PARTITION BY j.user ORDER BY j.priority DESC, j.seq) AS turn,
-                   COALESCE(f.last_started, 0) AS last_served
-            FROM jobs j LEFT JOIN fair_share f ON f.user = j.user
-            WHERE j.state = 'queued'{" AND j.user = :user" if user is not None else ""}
-            ORDER BY {order}
-            {"LIMIT :limit" if limit is not None else ""}
-        """
-        return [dict(r) for r in self._conn().execute(sql, {"user": user, "limit": limit})]
+        db = self._conn()
+        if not self.fair_share:
+            sql = (f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued'"
+                   f"{' AND user = :user' if user is not None else ''} ORDER BY boost DESC, priority DESC, seq"
+                   f"{' LIMIT :limit' if limit is not None else ''}")
+            return [dict(r) for r in db.execute(sql, {"user": user, "limit": limit})]
+        rows = [dict(r) for r in db.execute(
+            f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq")]
+        order = sorted((r for r in rows if r["boost"] > 0), key=lambda r: (-r["boost"], -r["priority"], r["seq"]))
+        waiting: dict[str, deque[dict[str, Any]]] = {}
+        for r in rows:
+            if r["boost"] <= 0:
+                waiting.setdefault(r["user"], deque()).append(r)
+        standing = self._standings(list(waiting))
+        turns = [(*standing[u], jobs[0]["seq"], u) for u, jobs in waiting.items()]
+        heapq.heapify(turns)
+        served = time.time()
+        while turns:
+            usage, _, _, who = heapq.heappop(turns)
+            jobs = waiting[who]
+            job = jobs.popleft()
+            order.append(job)
+            if jobs:
+                served += 1.0  # served now: the most recently served of all
+                hold = job["estimated_hold_s"]
+                heapq.heappush(turns, (usage + (_UNKNOWN_HOLD_S if hold is None else hold), served, jobs[0]["seq"], who))
+        if user is not None:
+            order = [r for r in order if r["user"] == user]
+        return order[:limit] if limit is not None else order
+
+    def next_job(self, user: str | None = None) -> dict[str, Any] | None:
+        """The head of :meth:`queue_order` (of ``user``'s jobs, if given), read without ordering
+        the whole queue: a boosted job, else the top job of the user with the fewest recent QPU
+        seconds. With 10,000 jobs queued this costs a few indexed reads, not a sort."""
+        db = self._conn()
+        by_user, args = (" AND user = ?", (user,)) if user is not None else ("", ())
+        row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued' AND boost > 0{by_user} "
+                         "ORDER BY boost DESC, priority DESC, seq LIMIT 1", args).fetchone()
+        if row is not None:
+            return dict(row)
+        if not self.fair_share:
+            row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued'{by_user} "
+                             "ORDER BY priority DESC, seq LIMIT 1", args).fetchone()
+            return dict(row) if row else None
+        users = [user] if user is not None else [r["user"] for r in db.execute(
+            "SELECT user FROM queued_users WHERE n > 0")]
+        if not users:
+            return None
+        standing = self._standings(users)
+        best = min(standing.values())
+        heads = []
+        for who in users:  # ties (users who never ran, most often) go to the earliest job
+            if standing[who] == best:
+                row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE user = ? AND state = 'queued' "
+                                 "ORDER BY priority DESC, seq LIMIT 1", (who,)).fetchone()
+                if row is not None:
+                    heads.append(dict(row))
+        return min(heads, key=lambda r: r["seq"]) if heads else None
+
+    def _standings(self, users: list[str]) -> dict[str, tuple[float, float]]:
+        """(recent QPU seconds decayed to now, when last served) of each user: lower goes first."""
+        now = time.time()
+        known = {}
+        db = self._conn()
+        for i in range(0, len(users), 500):
+            chunk = users[i:i + 500]
+            for r in db.execute(f"SELECT user, last_started, usage_s, usage_at FROM fair_share "
+                                f"WHERE user IN ({','.join('?' * len(chunk))})", chunk):
+                known[r["user"]] = (self._decayed(r["usage_s"], r["usage_at"], now), r["last_started"])
+        return {u: known.get(u, (0.0, 0.0)) for u in users}
+
+    def _decayed(self, usage_s: float, at: float, now: float) -> float:
+        if usage_s <= 0:
+            return 0.0
+        return usage_s * 0.5 ** (max(now - at, 0.0) * self.time_scale / self.half_life_s)
+
+    def recent_usage(self, user: str) -> float:
+        """``user``'s consumed QPU seconds as fair share weighs them now (decayed)."""
+        return self._standings([user])[user][0]
+
+    def _charge(self, db: sqlite3.Connection, user: str, seconds: float, now: float) -> None:
+        """Add ``seconds`` of QPU time to ``user``'s fair-share usage (decaying what was there)."""
+        row = db.execute("SELECT usage_s, usage_at FROM fair_share WHERE user = ?", (user,)).fetchone()
+        usage = seconds + (self._decayed(row["usage_s"], row["usage_at"], now) if row else 0.0)
+        db.execute("INSERT INTO fair_share (user, last_started, usage_s, usage_at) VALUES (?, 0, ?, ?) "
+                   "ON CONFLICT(user) DO UPDATE SET usage_s = excluded.usage_s, usage_at = excluded.usage_at",
+                   (user, usage, now))
 
     def set_boost(self, job_id: str, boost: int) -> bool:
         """An admin's grant: the job goes ahead of every job with a lower boost. False unless queued."""
@@ -253,30 +384,41 @@ class Store:
             )
         return _job(rows[0])
 
-    def finish(self, job_id: str, *, result_json: str, calibration_id: str) -> float:
+    def finish(self, job_id: str, *, result_json: str, calibration_id: str) -> tuple[float, float | None]:
         """Store the result (JSON text) and mark the job done in one transaction; returns the
-        time it finished."""
+        time it finished and the QPU seconds it held (device time from its start to now),
+        which are charged to its user's fair share in the same transaction."""
         body = result_json
         now = time.time()
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO results (job_id, body) VALUES (?, ?)", (job_id, body))
-            db.execute(
-                "UPDATE jobs SET state = 'done', finished_at = ?, calibration_id = ?, error = NULL "
-                "WHERE id = ? AND state = 'running'", (now, calibration_id, job_id),
-            )
+            qpu_s = self._end(db, job_id, now, "UPDATE jobs SET state = 'done', finished_at = ?, calibration_id = ?, "
+                              "error = NULL", (calibration_id,))
         if len(body) <= _RECENT_RESULT_MAX_CHARS:  # the waiting client asks for it at once: keep it at hand
             self._recent_results.put(job_id, body)
-        return now
+        return now, qpu_s
 
-    def fail(self, job_id: str, error: str, calibration_id: str | None = None, *, state: str = "failed") -> float:
-        """End a running job without a result: ``failed``, or ``cancelled`` when stopped on request."""
+    def fail(self, job_id: str, error: str, calibration_id: str | None = None, *,
+             state: str = "failed") -> tuple[float, float | None]:
+        """End a running job without a result: ``failed``, or ``cancelled`` when stopped on
+        request. Like :meth:`finish`, returns when, and the QPU seconds it held (charged)."""
         now = time.time()
         with self._tx() as db:
-            db.execute(
-                "UPDATE jobs SET state = ?, finished_at = ?, error = ?, calibration_id = ? "
-                "WHERE id = ? AND state = 'running'", (state, now, error, calibration_id, job_id),
-            )
-        return now
+            qpu_s = self._end(db, job_id, now, "UPDATE jobs SET state = ?, finished_at = ?, error = ?, calibration_id = ?",
+                              (error, calibration_id), state=state)
+        return now, qpu_s
+
+    def _end(self, db: sqlite3.Connection, job_id: str, now: float, update: str, values: tuple,
+             state: str | None = None) -> float | None:
+        lead = (state, now) if state is not None else (now,)
+        row = db.execute(
+            f"{update}, qpu_s = MAX(? - started_at, 0) * ? WHERE id = ? AND state = 'running' RETURNING user, qpu_s",
+            (*lead, *values, now, self.time_scale, job_id),
+        ).fetchone()
+        if row is None or row["qpu_s"] is None:
+            return None
+        self._charge(db, row["user"], row["qpu_s"], now)
+        return row["qpu_s"]
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job; False when it is no longer queued."""
@@ -334,6 +476,9 @@ class Store:
         has had nothing queued or running for ``session_idle_s`` is closed here: an idle holder
         must not keep everybody else waiting until it expires."""
         now = time.time()
+        if now - self._settled_at > _IDLE_CHECK_EVERY_S:
+            self._settled_at = now
+            self.settle_sessions()
         db = self._conn()
         row = db.execute(
             "SELECT * FROM sessions WHERE closed_at IS NULL AND expires_at > ? ORDER BY created_at LIMIT 1", (now,),
@@ -368,8 +513,74 @@ class Store:
         ).fetchone()
         return end
 
-    def open_session(self, user: str, max_time_s: float) -> tuple[dict[str, Any], bool]:
-        """Reserve the QPU for ``user``; returns (session, True) or (the blocking session, False)."""
+    def settle_sessions(self) -> None:
+        """Charge each reservation that has ended for the QPU time it held beyond its holder's
+        jobs in it (those are charged as they end): holding the QPU idle costs as much as using it."""
+        now = time.time()
+        ended = self._conn().execute(
+            "SELECT * FROM sessions WHERE charged_s IS NULL AND (closed_at IS NOT NULL OR expires_at <= ?)", (now,),
+        ).fetchall()
+        if not ended:
+            return
+        with self._tx() as db:
+            for row in ended:
+                end = min(row["closed_at"] or row["expires_at"], row["expires_at"])
+                held = max(end - row["created_at"], 0.0) * self.time_scale
+                (jobs_s,) = db.execute(
+                    "SELECT COALESCE(SUM(qpu_s), 0) FROM jobs WHERE user = ? AND started_at >= ? AND started_at < ?",
+                    (row["user"], row["created_at"], end)).fetchone()
+                idle = max(held - jobs_s, 0.0)
+                if db.execute("UPDATE sessions SET charged_s = ? WHERE id = ? AND charged_s IS NULL",
+                              (idle, row["id"])).rowcount:
+                    self._charge(db, row["user"], idle, now)
+
+    # ---- accounting -------------------------------------------------------------------------
+    def usage_rows(self, since: float, user: str | None = None) -> list[dict[str, Any]]:
+        """QPU seconds per UTC day, user and account of the work that ended since ``since``:
+        jobs (as many as ran) and reservations (the seconds they held beyond their jobs)."""
+        by_user, args = (" AND user = ?", (user,)) if user is not None else ("", ())
+        db = self._conn()
+        rows: dict[tuple, dict[str, Any]] = {}
+        for r in db.execute(
+            "SELECT date(finished_at, 'unixepoch') AS day, user, COALESCE(account, user) AS account, COUNT(*) AS n, "
+            f"SUM(qpu_s) AS s FROM jobs WHERE finished_at >= ? AND qpu_s IS NOT NULL{by_user} "
+            "GROUP BY day, user, COALESCE(account, user)", (since, *args)):
+            rows[(r["day"], r["user"], r["account"])] = {
+                "day": r["day"], "user": r["user"], "account": r["account"], "jobs": r["n"],
+                "qpu_seconds": r["s"] or 0.0, "reserved_s": 0.0}
+        for r in db.execute(
+            "SELECT date(MIN(COALESCE(closed_at, expires_at), expires_at), 'unixepoch') AS day, user, "
+            "COALESCE(account, user) AS account, SUM(charged_s) AS s FROM sessions WHERE charged_s IS NOT NULL "
+            f"AND MIN(COALESCE(closed_at, expires_at), expires_at) >= ?{by_user} "
+            "GROUP BY day, user, COALESCE(account, user)", (since, *args)):
+            row = rows.setdefault((r["day"], r["user"], r["account"]), {
+                "day": r["day"], "user": r["user"], "account": r["account"], "jobs": 0,
+                "qpu_seconds": 0.0, "reserved_s": 0.0})
+            row["qpu_seconds"] += r["s"] or 0.0
+            row["reserved_s"] += r["s"] or 0.0
+        out = sorted(rows.values(), key=lambda row: (row["day"], row["account"], row["user"]))
+        for row in out:
+            row["qpu_seconds"], row["reserved_s"] = round(row["qpu_seconds"], 3), round(row["reserved_s"], 3)
+        return out
+
+    def account_seconds(self, account: str, since: float) -> tuple[float, float]:
+        """(QPU seconds ``account`` has used since ``since``, the estimates of its jobs still
+        queued or running): what a quota check weighs."""
+        db = self._conn()
+        (jobs_s,) = db.execute("SELECT COALESCE(SUM(qpu_s), 0) FROM jobs WHERE account = ? AND finished_at >= ?",
+                               (account, since)).fetchone()
+        (held_s,) = db.execute(
+            "SELECT COALESCE(SUM(charged_s), 0) FROM sessions WHERE COALESCE(account, user) = ? "
+            "AND charged_s IS NOT NULL AND MIN(COALESCE(closed_at, expires_at), expires_at) >= ?",
+            (account, since)).fetchone()
+        (pending,) = db.execute(
+            "SELECT COALESCE(SUM(COALESCE(estimated_hold_s, 0)), 0) FROM jobs WHERE account = ? AND finished_at IS NULL",
+            (account,)).fetchone()
+        return float(jobs_s) + float(held_s), float(pending)
+
+    def open_session(self, user: str, max_time_s: float, account: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Reserve the QPU for ``user`` (charged to ``account``, default their own); returns
+        (session, True) or (the blocking session, False)."""
         now = time.time()
         with self._tx() as db:
             row = db.execute(
@@ -379,8 +590,8 @@ class Store:
                 return dict(row), False
             sid = uuid.uuid4().hex
             db.execute(
-                "INSERT INTO sessions (id, user, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                (sid, user, now, now + max_time_s),
+                "INSERT INTO sessions (id, user, created_at, expires_at, account) VALUES (?, ?, ?, ?, ?)",
+                (sid, user, now, now + max_time_s, account or user),
             )
         return self.session(sid), True  # type: ignore[return-value]
 
@@ -405,7 +616,10 @@ class Store:
             sql += " AND id = ?"
             args.append(sid)
         with self._tx() as db:
-            return db.execute(sql, args).rowcount
+            closed = db.execute(sql, args).rowcount
+        if closed:
+            self.settle_sessions()
+        return closed
 
     # ---- calibrations -------------------------------------------------------------------
     def add_calibration(self, cal: Calibration) -> None:

@@ -8,6 +8,7 @@ against the per-job budget, and only then is it stored as a queued job. Every re
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from qiskit import QuantumCircuit
 
 from qmio_lab import config
 from qmio_lab.device.rules import check_shots
+from qmio_lab.device.timing import MAX_REPETITION_PERIOD_S
 from qmio_lab.errors import QmioError, SlurmCommandError, SlurmGateRefused, SubmissionError
 from qmio_lab.qpu.admission import check_cost, is_text
 from qmio_lab.qpu.auth import User
@@ -23,7 +25,8 @@ from qmio_lab.qpu.circuits import check_parameter_values, content_key, expanded_
 from qmio_lab.qpu.service import QPUService
 
 compile_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qmio-compile")  # sandboxes do the work
-JOB_FIELDS = ("circuits", "shots", "name", "priority", "optimization_level", "slurm_job_id", "memory", "seed")
+JOB_FIELDS = ("circuits", "shots", "name", "priority", "optimization_level", "slurm_job_id", "memory", "seed",
+              "repetition_period")
 SEED_LIMIT = 2**32  # a job's seed is from 0 to SEED_LIMIT - 1 (numpy's and Aer's 32-bit seeds)
 #: per-shot outcomes one job may ask for (shots x circuits), unless qmio.qpu.max_memory_shots
 #: says otherwise: each costs about 10 bytes of result JSON, stored and sent whole, so the
@@ -77,6 +80,19 @@ def job_seed(body: dict[str, Any]) -> int | None:
     return value
 
 
+def repetition_period(body: dict[str, Any]) -> float | None:
+    """The job's ``repetition_period`` field: seconds from one shot to the next on the chip
+    (None: the default); whether the circuits fit in it is checked once they are compiled."""
+    value = body.get("repetition_period")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_REPETITION_PERIOD_S:
+        raise SubmissionError(422, f"repetition_period must be seconds in (0, {MAX_REPETITION_PERIOD_S:g}] (QMIO's "
+                                   f"default is {float(config.get('device.hardware_timing.repetition_period_s')):g}); "
+                                   f"got {str(value)[:30]!r}")
+    return float(value)
+
+
 def check_memory_size(memory: bool, shots: int, circuits: int) -> None:
     """Per-shot memory grows the result by one string per shot of every circuit: a job may ask
     for at most ``qmio.qpu.max_memory_shots`` of them, so a result stays small enough to store
@@ -126,7 +142,7 @@ def read_job_request(body: dict[str, Any], user: User) -> dict[str, Any]:
     return {
         "circuits": circuits, "shots": shots, "name": name, "priority": priority,
         "optimization_level": level, "slurm_job_id": slurm_job_id(body),
-        "memory": memory, "seed": job_seed(body),
+        "memory": memory, "seed": job_seed(body), "repetition_period": repetition_period(body),
     }
 
 
@@ -144,6 +160,7 @@ class Submitted:
     circuits: list[dict[str, Any]]  #: the job's circuits as stored, each with its ``digest``
     templates: list[QuantumCircuit]  #: each circuit's native template, for ``calibration_id``
     calibration_id: str  #: the calibration in force at submission, which the templates are for
+    warnings: tuple[str, ...] = ()  #: what the submitter should hear though the job was accepted (quota)
 
 
 async def submit(service: QPUService, user: User, body: dict[str, Any]) -> dict[str, Any]:
@@ -176,16 +193,23 @@ async def submit_job(service: QPUService, user: User, body: dict[str, Any]) -> S
                     compile_pool, _compile_all, service, spec["circuits"], digests, cal, level)
         for i, (item, template) in enumerate(zip(spec["circuits"], templates)):
             check_parameter_values(item, template, i)
-        estimate = service.timing.job(
-            [(service.compiler.profile(t), expanded_count(item)) for item, t in zip(spec["circuits"], templates)],
-            spec["shots"])
-        check_cost(estimate)
+        profiles = [(service.compiler.profile(t, cal), expanded_count(item))
+                    for item, t in zip(spec["circuits"], templates)]
+        service.timing.check_repetition_period(spec["repetition_period"], profiles)
+        estimate = service.timing.job(profiles, spec["shots"], spec["repetition_period"])
+        check_cost(estimate, service.clock.scale)
     except QmioError as exc:
         service.metrics.rejected.labels("422").inc()
         raise SubmissionError(422, str(exc), **getattr(exc, "figures", {})) from exc
+    try:
+        warning = service.accounting.check(user, estimate.hold_s, time.time())
+    except SubmissionError as exc:
+        service.metrics.rejected.labels(str(exc.status)).inc()
+        raise
     # priority orders the user's own jobs; an admin's priority also puts the job ahead of others'
     spec["circuits"] = [{**item, "digest": d} for item, d in zip(spec["circuits"], digests)]
     job = service.store.add_job(user=user.name, boost=spec["priority"] if user.is_admin else 0,
-                                estimate=estimate, **spec)
+                                estimate=estimate, account=user.charged_account, **spec)
     service.metrics.submitted.inc()
-    return Submitted(job=job, circuits=spec["circuits"], templates=list(templates), calibration_id=cal.id)
+    return Submitted(job=job, circuits=spec["circuits"], templates=list(templates), calibration_id=cal.id,
+                     warnings=(warning,) if warning else ())
