@@ -112,7 +112,7 @@ def _cmd_qpu_serve(args: argparse.Namespace) -> int:
         users_file=Path(args.users) if args.users else None, time_scale=args.time_scale,
         start_time=args.start_time,
         seed=args.seed, discovery=Path(args.discovery) if args.discovery else None,
-        slurm_partition=args.slurm_partition, hub=args.hub,
+        slurm_partition=args.slurm_partition, hub=args.hub, timing=args.timing,
     ))
     return 0
 
@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--users", help="YAML file {users: {name: {token: ..., role: user|admin}}}")
     srv.add_argument("--time-scale", type=float, default=None,
                      help="device seconds per real second, e.g. 3600 = one hour per second")
+    srv.add_argument("--timing", default=None, metavar="hardware|instant",
+                     help="hardware: a job holds the QPU as long as QMIO's hardware would (scaled by --time-scale); "
+                          "instant: only as long as its simulation (default: qmio.device.timing)")
     srv.add_argument("--start-time", type=_iso_time,
                      help="device time to start the clock at (ISO, UTC if no offset), with --time-scale")
     srv.add_argument("--seed", type=int, default=None, help="device seed (default from config)")

@@ -127,3 +127,8 @@ class SlurmCommandError(QmioError, RuntimeError):
 # ---- warnings -----------------------------------------------------------------------------------
 class IgnoredOptionWarning(UserWarning):
     """A run option the target does not use was passed, and ignored (qmio_lab.run_options)."""
+
+
+class QuotaWarning(UserWarning):
+    """A job was accepted, but it takes its account past ``qmio.qpu.quota_warning`` of its QPU
+    budget (the message has the share used and when the budget resets)."""

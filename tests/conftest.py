@@ -8,6 +8,9 @@ import os
 # schedule and a simulated clock of their own (tests/test_qpu_calendar.py). Set before qmio_lab
 # is imported, which reads its configuration once.
 os.environ["DASK_QMIO__CALIBRATION__WEEKDAYS"] = "[]"
+# A job holds the simulated QPU only as long as its simulation takes: the suite runs thousands of
+# jobs. The timing tests give their services hardware timing and a time scale of their own.
+os.environ["DASK_QMIO__DEVICE__TIMING"] = "instant"
 
 from collections.abc import Iterator  # noqa: E402
 

@@ -148,7 +148,7 @@ def _started_before(client, jobs: list[dict], moment: str) -> int:
 
 
 def test_fair_share_and_priority(svc, paused):
-    alice, bob = svc.client("alice"), svc.client("bob")
+    alice, bob = svc.client("carol"), svc.client("dave")  # no QPU time used before: see SPARE_USERS
     flood = [alice.submit(bell(), shots=20, name=f"flood{i}") for i in range(60)]
     single = bob.submit(bell(), shots=20, name="bob-single")
     assert bob.job(single["id"])["queue_position"] <= 2
@@ -168,7 +168,7 @@ def test_fair_share_and_priority(svc, paused):
 def test_self_assigned_priority_does_not_jump_other_users(svc, paused):
     """bob gives all 200 of his jobs the top priority; alice's one job still starts within about
     two of them (issue 13: 50 such jobs used to put her at position 51)."""
-    alice, bob = svc.client("alice"), svc.client("bob")
+    alice, bob = svc.client("erin"), svc.client("frank")  # no QPU time used before: see SPARE_USERS
     flood = [bob.submit(bell(), shots=20, name=f"loud{i}", priority=10) for i in range(200)]
     mine = alice.submit(bell(), shots=20, name="quiet")
     assert alice.job(mine["id"])["queue_position"] <= 2
@@ -181,12 +181,12 @@ def test_self_assigned_priority_does_not_jump_other_users(svc, paused):
 
 
 def test_only_an_admin_can_put_a_job_ahead_of_other_users(svc, paused):
-    alice, bob, root = svc.client("alice"), svc.client("bob"), svc.client("root")
+    alice, bob, root = svc.client("grace"), svc.client("heidi"), svc.client("root")
     backlog = [alice.submit(bell(), shots=20, name=f"b{i}") for i in range(5)]
     late = bob.submit(bell(), shots=20, name="late")
     later = bob.submit(bell(), shots=20, name="later")
     assert bob.job(later["id"])["queue_position"] > 2
-    denied = svc.http("PUT", f"/api/v1/jobs/{later['id']}", user="bob", json={"boost": 5})
+    denied = svc.http("PUT", f"/api/v1/jobs/{later['id']}", user="heidi", json={"boost": 5})
     assert denied.status_code == 403 and "not an admin" in denied.json()["error"]
     granted = svc.http("PUT", f"/api/v1/jobs/{later['id']}", user="root", json={"boost": 5})
     assert granted.status_code == 200 and granted.json()["boost"] == 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json as _json
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode, urlparse
@@ -19,7 +20,7 @@ from qiskit import QuantumCircuit
 
 from qmio_lab import config
 from qmio_lab.device import Calibration
-from qmio_lab.errors import QPUServiceError, QPUUnreachableError
+from qmio_lab.errors import QPUServiceError, QPUUnreachableError, QuotaWarning
 from qmio_lab.qpu.circuits import circuit_to_item
 
 TERMINAL = ("done", "failed", "cancelled")
@@ -107,17 +108,19 @@ class QPUClient:
         self, circuits: QuantumCircuit | str | Sequence[QuantumCircuit | str], shots: int | None = None, *,
         name: str | None = None, priority: int = 0, optimization_level: int = 1,
         circuit_format: str = "qpy", memory: bool = False, seed: int | None = None,
+        repetition_period: float | None = None,
     ) -> dict[str, Any]:
         """Queue circuits (QuantumCircuit objects or OpenQASM 2/3 text); returns the job record.
         ``shots`` defaults to ``qmio.device.default_shots``; ``memory`` asks for per-shot
-        outcomes in the result, ``seed`` for reproducible shots (None: fresh randomness)."""
+        outcomes in the result, ``seed`` for reproducible shots (None: fresh randomness),
+        ``repetition_period`` seconds from one shot to the next on the chip (None: QMIO's default)."""
         if shots is None:
             shots = int(config.get("device.default_shots"))
         if isinstance(circuits, (QuantumCircuit, str)):
             circuits = [circuits]
         items = [circuit_to_item(c, circuit_format) for c in circuits]
         return self.submit_items(items, shots, name=name, priority=priority, optimization_level=optimization_level,
-                                 memory=memory, seed=seed)
+                                 memory=memory, seed=seed, repetition_period=repetition_period)
 
     def job(self, job_id: str, wait: float | None = None) -> dict[str, Any]:
         params = {"wait": wait} if wait else None
@@ -167,13 +170,15 @@ class QPUClient:
     def submit_items(
         self, items: list[dict[str, Any]], shots: int, *, name: str | None = None, priority: int = 0,
         optimization_level: int = 1, wait: float | None = None, memory: bool = False,
-        seed: int | None = None,
+        seed: int | None = None, repetition_period: float | None = None,
     ) -> dict[str, Any]:
         """Low-level submit of wire items, e.g. one template with ``parameter_values`` rows.
 
         With ``wait`` the service answers when the job ends (or after ``wait`` s), and a finished
         job's record carries its ``result``: one round trip for short jobs in hybrid loops.
-        ``memory`` and ``seed`` are sent only when set, so a client talks to older services too.
+        ``memory``, ``seed`` and ``repetition_period`` are sent only when set, so a client talks
+        to older services too. A job accepted near its account's budget comes back with
+        ``warnings``, which are also raised as :class:`~qmio_lab.errors.QuotaWarning`.
         """
         body: dict[str, Any] = {"circuits": items, "shots": shots, "priority": priority,
                                 "optimization_level": optimization_level}
@@ -183,13 +188,27 @@ class QPUClient:
             body["memory"] = memory
         if seed is not None:
             body["seed"] = seed
+        if repetition_period is not None:
+            body["repetition_period"] = repetition_period
         slurm_job = os.environ.get("SLURM_JOB_ID")
         if slurm_job:
             body["slurm_job_id"] = slurm_job
         if wait:
-            return self._request("POST", "/api/v1/jobs", json=body, params={"wait": wait},
-                                 timeout=self.timeout + wait)
-        return self._request("POST", "/api/v1/jobs", json=body)
+            job = self._request("POST", "/api/v1/jobs", json=body, params={"wait": wait}, timeout=self.timeout + wait)
+        else:
+            job = self._request("POST", "/api/v1/jobs", json=body)
+        for text in job.get("warnings", ()):
+            warnings.warn(text, QuotaWarning, stacklevel=3)
+        return job
+
+    # ---- accounting ---------------------------------------------------------------------
+    def usage(self, days: int = 7, user: str | None = None, everyone: bool = False) -> dict[str, Any]:
+        """QPU seconds per UTC day, user and account over the last ``days`` days, with totals and
+        the budgets that apply: the caller's own, or (admins) ``user``'s or ``everyone``'s."""
+        params: dict[str, Any] = {"days": days, "user": user}
+        if everyone:
+            params["all"] = "true"
+        return self._request("GET", "/api/v1/usage", params=params)
 
     # ---- sessions -----------------------------------------------------------------------
     def open_session(self, max_time_s: float) -> dict[str, Any]:

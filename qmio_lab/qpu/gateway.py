@@ -273,6 +273,8 @@ class Tunnels:
         }
         if request.res_format != "binary_count":
             body["memory"] = True
+        if request.repetition_period_s is not None:  # the chip's shot period; refused if a shot does not fit
+            body["repetition_period"] = request.repetition_period_s
         try:
             submitted = await submission.submit_job(svc, tunnel.user, body)
         except SubmissionError as exc:

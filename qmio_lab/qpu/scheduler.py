@@ -1,7 +1,9 @@
 """Queue positions and ETAs, as users see them.
 
-The run order itself is one SQL query (:meth:`Store.queue_order`); this module turns it into
-"you are 3rd, about 4 s to go", including the wait for a calibration window in between.
+The run order itself is the store's (:meth:`Store.queue_order`); this module turns it into
+"you are 3rd, about 4 s to go", including the wait for a calibration window in between. With
+hardware timing each job ahead counts the QPU time the timing model gave it at admission (in
+real seconds at the clock's scale); with instant timing, what recent jobs took per circuit.
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ class Place:
 
 
 class QueueView:
-    def __init__(self, store: Store, clock: SimClock, schedule: CalibrationSchedule) -> None:
+    def __init__(self, store: Store, clock: SimClock, schedule: CalibrationSchedule,
+                 timing: str = "instant") -> None:
         self.store = store
         self.clock = clock
         self.schedule = schedule
+        self.timing = timing  # the service's timing mode: what a job ahead is expected to take
         self._cache_key: Any = None
         self._places: dict[str, Place] = {}
 
@@ -42,11 +46,18 @@ class QueueView:
         if key == self._cache_key:
             return self._places
         per_circuit = self.seconds_per_circuit()
+
+        def seconds(job: dict[str, Any]) -> float:
+            hold = job.get("estimated_hold_s")
+            if self.timing == "hardware" and hold is not None:
+                return hold / self.clock.scale  # device seconds
+            return per_circuit * job["num_circuits"]
+
         now_real = time.time()
         now = self.clock.now()
         wait = 0.0
         if running:
-            wait = max(per_circuit * running["num_circuits"] - (now_real - (running["started_at"] or now_real)), 0.0)
+            wait = max(seconds(running) - (now_real - (running["started_at"] or now_real)), 0.0)
         if calibrating_until is not None:
             wait += max(self.clock.real_seconds(calibrating_until - now), 0.0)
         window = self.schedule.next_window(now) if self.schedule.weekdays else None
@@ -66,6 +77,6 @@ class QueueView:
                 wait += window_len  # the QPU calibrates before this job can start
                 window_in = None
             places[job["id"]] = Place(i, round(wait, 3))
-            wait += per_circuit * job["num_circuits"]
+            wait += seconds(job)
         self._cache_key, self._places = key, places
         return places

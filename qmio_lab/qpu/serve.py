@@ -37,6 +37,7 @@ class ServeOptions:
     discovery: Path | None = None
     slurm_partition: str | None = None
     hub: bool = False
+    timing: str | None = None  # hardware | instant; None: qmio.device.timing
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -86,7 +87,7 @@ async def _serve(opts: ServeOptions) -> None:
     scale = opts.time_scale if opts.time_scale is not None else float(config.get("qpu.time_scale"))
     clock = SimClock(scale=scale, start=opts.start_time) if (opts.start_time or scale != 1.0) else None
     partition = opts.slurm_partition or config.get("qpu.slurm_partition")
-    service = QPUService(db, auth, clock=clock, seed=opts.seed, slurm_partition=partition)
+    service = QPUService(db, auth, clock=clock, seed=opts.seed, slurm_partition=partition, timing=opts.timing)
     # bodies stream into the handlers, which read one only from a known user and within the limit
     server = tornado.httpserver.HTTPServer(make_app(service, prefix), max_body_size=payload_limit_bytes(), xheaders=True)
     port = opts.port or free_port(opts.host)
@@ -95,7 +96,8 @@ async def _serve(opts: ServeOptions) -> None:
     url = f"http://{opts.host}:{port}{prefix.rstrip('/')}"
     if opts.discovery:
         write_discovery(opts.discovery, url, own_token)
-    print(f"qmio qpu service listening on {url} (db {db}, time scale {service.clock.scale})", flush=True)
+    print(f"qmio qpu service listening on {url} (db {db}, time scale {service.clock.scale}, "
+          f"{service.timing.mode} timing)", flush=True)
     if own_token and not opts.discovery:
         print(f"admin token for {getpass.getuser()}: {own_token}", flush=True)
     stop = asyncio.Event()

@@ -99,7 +99,7 @@ class QPUService:
     def __init__(
         self, db_path: str | Path, auth: TokenAuth, *, clock: SimClock | None = None,
         seed: int | None = None, schedule: CalibrationSchedule | None = None,
-        slurm_partition: str | None = None,
+        slurm_partition: str | None = None, timing: str | None = None,
     ) -> None:
         self.store = Store(db_path)
         self.slurm_gate = SlurmGate(slurm_partition) if slurm_partition else None
@@ -110,13 +110,13 @@ class QPUService:
         self.device = self._restore_device(seed)
         self.sandbox = CompileSandbox(self.device.seed, AdmissionLimits.from_config(self.device.num_qubits))
         self.compiler = Compiler(self.device, sandbox=self.sandbox)
-        self.timing = TimingModel()
+        self.timing = TimingModel(timing)  # None: qmio.device.timing
         self.accounting = Accounting(self.store, read_budgets(config.get("qpu.accounts", None),
                                                               getattr(auth, "accounts", None)))
         self.admission_gate = UserGate()
         self.events = JobEvents()
         self.metrics = ServiceMetrics()
-        self.queue = QueueView(self.store, self.clock, self.schedule)
+        self.queue = QueueView(self.store, self.clock, self.schedule, self.timing.mode)
         requeued, poisoned = self.store.requeue_running(int(config.get("qpu.max_attempts")))
         if requeued:
             log.warning("requeued %d job(s) interrupted by the last shutdown", requeued)

@@ -24,6 +24,11 @@ USERS = {
     "bob": {"token": "bob-token-0123456789abc", "role": "user"},
     "root": {"token": "admin-token-0123456789", "role": "admin"},
 }
+# Users with no QPU time behind them: fair share orders users by the QPU seconds they used
+# recently, and that carries over between the tests sharing a service, so a test about who goes
+# next takes a pair of its own.
+SPARE_USERS = ("carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kim", "luis")
+USERS.update({name: {"token": f"{name}-token-0123456789abcdef", "role": "user"} for name in SPARE_USERS})
 
 
 class ServiceProcess:
