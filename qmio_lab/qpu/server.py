@@ -6,6 +6,7 @@ says what to change. Nothing from the network is unpickled: circuits come as QAS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -90,6 +91,11 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(exc, ApiError):
             body["error"] = exc.message
             body.update(exc.extra)
+            again = exc.extra.get("resets_at") or exc.extra.get("retry_at")
+            if status_code == 429 and isinstance(again, str):  # when trying again can succeed
+                with contextlib.suppress(ValueError):
+                    wait = datetime.fromisoformat(again).timestamp() - time.time()
+                    self.set_header("Retry-After", str(max(math.ceil(wait), 1)))
         elif isinstance(exc, tornado.web.HTTPError):
             body["error"] = exc.log_message or self._reason
         else:
@@ -188,9 +194,6 @@ class JobsHandler(BaseHandler):
         try:
             submitted = await submission.submit_job(svc, self.user, self.json_body())
         except SubmissionError as exc:
-            if exc.status == 429 and "resets_at" in exc.figures:
-                self.set_header("Retry-After", str(max(int(
-                    datetime.fromisoformat(exc.figures["resets_at"]).timestamp() - time.time()) + 1, 1)))
             raise ApiError.refused(exc) from exc
         job = submitted.job
         warnings = {"warnings": list(submitted.warnings)} if submitted.warnings else {}

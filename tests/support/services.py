@@ -38,7 +38,8 @@ class ServiceProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = self.dir / "queue.sqlite"
         self.users_file = self.dir / "users.json"  # JSON is valid YAML
-        self.users_file.write_text(json.dumps({"users": users or USERS}))
+        self.users = users or USERS
+        self.users_file.write_text(json.dumps({"users": self.users}))
         self.discovery = self.dir / "service.json"
         self.extra = list(extra_args)
         self.env = dict(env or {})
@@ -90,12 +91,12 @@ class ServiceProcess:
     def client(self, user: str):
         from qmio_lab.qpu import QPUClient
 
-        return QPUClient(self.url, USERS[user]["token"])
+        return QPUClient(self.url, self.users[user]["token"])
 
     def http(self, method: str, path: str, user: str | None = "alice", **kw) -> requests.Response:
         headers = kw.pop("headers", {})
         if user:
-            headers["Authorization"] = f"Bearer {USERS[user]['token']}"
+            headers["Authorization"] = f"Bearer {self.users[user]['token']}"
         return requests.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kw)
 
 
