@@ -119,7 +119,8 @@ def test_fair_share_switch_orders_by_priority_then_submission_when_off(tmp_path)
     assert not env.fair_share
     env.close()
     fair = Store(tmp_path / "fair.sqlite")  # the packaged default
-    assert fair.fair_share and order(fair) == ["b", "urgent", "a", "a", "a"]
+    # neither has used the QPU: alice joined the queue first, so her turn (her urgent job) comes first
+    assert fair.fair_share and order(fair) == ["urgent", "b", "a", "a", "a"]
 
 
 def test_priority_orders_a_users_own_jobs_and_only_a_boost_jumps_others(tmp_path):

@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     estimated_hold_s REAL,
     qpu_s REAL
 );
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, priority, seq);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, priority DESC, seq);  -- the queue's own order
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, seq);
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS calibrations (id TEXT PRIMARY KEY, taken_at TEXT NOT NULL, body TEXT NOT NULL);
@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     account TEXT,
     charged_s REAL  -- once it has ended: the QPU seconds it held beyond its jobs' own
 );
-CREATE TABLE IF NOT EXISTS queued_users (user TEXT PRIMARY KEY, n INTEGER NOT NULL);
+-- users with queued jobs: how many, and the seq of the job with which they joined the queue (the tie-break)
+CREATE TABLE IF NOT EXISTS queued_users (user TEXT PRIMARY KEY, n INTEGER NOT NULL, since INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
 CREATE TABLE IF NOT EXISTS job_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
@@ -95,7 +96,8 @@ CREATE TRIGGER IF NOT EXISTS job_counts_delete AFTER DELETE ON jobs BEGIN
     UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
 END;
 CREATE TRIGGER IF NOT EXISTS queued_users_insert AFTER INSERT ON jobs WHEN NEW.state = 'queued' BEGIN
-    INSERT INTO queued_users (user, n) VALUES (NEW.user, 1) ON CONFLICT(user) DO UPDATE SET n = n + 1;
+    INSERT INTO queued_users (user, n, since) VALUES (NEW.user, 1, NEW.seq)
+        ON CONFLICT(user) DO UPDATE SET since = CASE WHEN n <= 0 THEN excluded.since ELSE since END, n = n + 1;
 END;
 CREATE TRIGGER IF NOT EXISTS queued_users_leave AFTER UPDATE OF state ON jobs
     WHEN OLD.state = 'queued' AND NEW.state <> 'queued' BEGIN
@@ -103,7 +105,8 @@ CREATE TRIGGER IF NOT EXISTS queued_users_leave AFTER UPDATE OF state ON jobs
 END;
 CREATE TRIGGER IF NOT EXISTS queued_users_return AFTER UPDATE OF state ON jobs
     WHEN OLD.state <> 'queued' AND NEW.state = 'queued' BEGIN
-    INSERT INTO queued_users (user, n) VALUES (NEW.user, 1) ON CONFLICT(user) DO UPDATE SET n = n + 1;
+    INSERT INTO queued_users (user, n, since) VALUES (NEW.user, 1, NEW.seq)
+        ON CONFLICT(user) DO UPDATE SET since = CASE WHEN n <= 0 THEN excluded.since ELSE since END, n = n + 1;
 END;
 CREATE TRIGGER IF NOT EXISTS queued_users_delete AFTER DELETE ON jobs WHEN OLD.state = 'queued' BEGIN
     UPDATE queued_users SET n = n - 1 WHERE user = OLD.user;
@@ -112,6 +115,7 @@ END;
 #: indexes on columns added after the first release: created once those columns exist
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_user_queue ON jobs(user, state, priority DESC, seq);
+DROP INDEX IF EXISTS jobs_state;  -- files from before: (state, priority, seq) could not serve priority DESC
 CREATE INDEX IF NOT EXISTS jobs_boosted ON jobs(boost DESC, priority DESC, seq) WHERE state = 'queued' AND boost > 0;
 CREATE INDEX IF NOT EXISTS jobs_account ON jobs(account, finished_at);
 """
@@ -177,7 +181,8 @@ class Store:
             db.executemany("INSERT INTO job_counts (state, n) VALUES (?, 0)", [(s,) for s in STATES])
             db.execute("UPDATE job_counts SET n = (SELECT COUNT(*) FROM jobs WHERE jobs.state = job_counts.state)")
             db.execute("DELETE FROM queued_users")
-            db.execute("INSERT INTO queued_users (user, n) SELECT user, COUNT(*) FROM jobs WHERE state = 'queued' "
+            db.execute("INSERT INTO queued_users (user, n, since) SELECT user, COUNT(*), MIN(seq) FROM jobs "
+                       "WHERE state = 'queued' "
                        "GROUP BY user")
 
     def _conn(self) -> sqlite3.Connection:
@@ -287,8 +292,8 @@ class Store:
         for r in rows:
             if r["boost"] <= 0:
                 waiting.setdefault(r["user"], deque()).append(r)
-        standing = self._standings(list(waiting))
-        turns = [(*standing[u], jobs[0]["seq"], u) for u, jobs in waiting.items()]
+        standing = self._queued_standings()
+        turns = [(*standing.get(u, (0.0, 0.0, jobs[0]["seq"])), u) for u, jobs in waiting.items()]
         heapq.heapify(turns)
         served = time.time()
         while turns:
@@ -310,49 +315,36 @@ class Store:
         seconds. With 10,000 jobs queued this costs a few indexed reads, not a sort."""
         db = self._conn()
         by_user, args = (" AND user = ?", (user,)) if user is not None else ("", ())
-        row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued' AND boost > 0{by_user} "
-                         "ORDER BY boost DESC, priority DESC, seq LIMIT 1", args).fetchone()
+        row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs INDEXED BY jobs_boosted WHERE state = 'queued' "
+                         f"AND boost > 0{by_user} ORDER BY boost DESC, priority DESC, seq LIMIT 1", args).fetchone()
         if row is not None:
             return dict(row)
-        if not self.fair_share:
+        if not self.fair_share or user is not None:  # FIFO, or one user's (a reservation's holder) own order
             row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued'{by_user} "
                              "ORDER BY priority DESC, seq LIMIT 1", args).fetchone()
             return dict(row) if row else None
-        users = [user] if user is not None else [r["user"] for r in db.execute(
-            "SELECT user FROM queued_users WHERE n > 0")]
-        if not users:
+        standing = self._queued_standings()
+        if not standing:
             return None
-        standing = self._standings(users)
-        best = min(standing.values())
-        heads = []
-        for who in users:  # ties (users who never ran, most often) go to the earliest job
-            if standing[who] == best:
-                row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE user = ? AND state = 'queued' "
-                                 "ORDER BY priority DESC, seq LIMIT 1", (who,)).fetchone()
-                if row is not None:
-                    heads.append(dict(row))
-        return min(heads, key=lambda r: r["seq"]) if heads else None
+        who = min(standing, key=standing.__getitem__)
+        row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE user = ? AND state = 'queued' "
+                         "ORDER BY priority DESC, seq LIMIT 1", (who,)).fetchone()
+        return dict(row) if row else None
 
-    def _standings(self, users: list[str]) -> dict[str, tuple[float, float]]:
-        """(recent QPU seconds decayed to now, when last served) of each user: lower goes first."""
+    def _queued_standings(self) -> dict[str, tuple[float, float, int]]:
+        """Each user with queued jobs: (recent QPU seconds decayed to now, when last served, the
+        seq they joined the queue with); the lowest goes next. One read: queued_users is kept by
+        triggers and fair_share is keyed by user."""
         now = time.time()
-        known = {}
-        db = self._conn()
-        for i in range(0, len(users), 500):
-            chunk = users[i:i + 500]
-            for r in db.execute(f"SELECT user, last_started, usage_s, usage_at FROM fair_share "
-                                f"WHERE user IN ({','.join('?' * len(chunk))})", chunk):
-                known[r["user"]] = (self._decayed(r["usage_s"], r["usage_at"], now), r["last_started"])
-        return {u: known.get(u, (0.0, 0.0)) for u in users}
+        return {r["user"]: (self._decayed(r["usage_s"] or 0.0, r["usage_at"] or 0.0, now), r["last_started"] or 0.0,
+                            r["since"]) for r in self._conn().execute(
+            "SELECT q.user, q.since, f.usage_s, f.usage_at, f.last_started FROM queued_users q "
+            "LEFT JOIN fair_share f ON f.user = q.user WHERE q.n > 0")}
 
     def _decayed(self, usage_s: float, at: float, now: float) -> float:
         if usage_s <= 0:
             return 0.0
         return usage_s * 0.5 ** (max(now - at, 0.0) * self.time_scale / self.half_life_s)
-
-    def recent_usage(self, user: str) -> float:
-        """``user``'s consumed QPU seconds as fair share weighs them now (decayed)."""
-        return self._standings([user])[user][0]
 
     def _charge(self, db: sqlite3.Connection, user: str, seconds: float, now: float) -> None:
         """Add ``seconds`` of QPU time to ``user``'s fair-share usage (decaying what was there)."""
