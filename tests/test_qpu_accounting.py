@@ -144,6 +144,26 @@ def test_cancelling_a_job_that_holds_the_qpu_ends_the_hold(svc):
     assert 0 < ended["qpu_seconds"] < _hardware_s(100000) / 2  # charged for what it held, not the estimate
 
 
+def test_a_reservation_is_charged_for_the_time_it_holds_the_qpu(svc):
+    """Holding the QPU idle costs as much as using it: the holder is charged the reservation's
+    whole span, its own jobs' QPU seconds included once."""
+    luis = svc.client("luis")
+    before = time.time()
+    session = luis.open_session(60)
+    job = luis.wait(luis.submit(bell(), shots=300)["id"], timeout=60)
+    time.sleep(1.0)  # the QPU is held and idle
+    luis.close_session(session["id"])
+    after = time.time()
+    deadline = time.monotonic() + 10
+    while not (report := luis.usage(days=1))["rows"] or not report["rows"][0]["reserved_s"]:
+        assert time.monotonic() < deadline, report
+        time.sleep(0.2)
+    (row,) = report["rows"]
+    assert row["jobs"] == 1 and row["reserved_s"] > 0.9 * SCALE
+    assert row["qpu_seconds"] == pytest.approx(row["reserved_s"] + job["qpu_seconds"], abs=0.01)
+    assert 1.0 * SCALE < row["qpu_seconds"] <= (after - before) * SCALE
+
+
 def test_fair_share_is_by_consumed_time_not_by_turns(svc, paused):
     """One user queues 50 jobs of 20,000 shots, another 50 of 200: over the time both had work
     queued, they got QPU time within 10% of each other (taking turns job by job would have

@@ -167,3 +167,30 @@ def test_state_is_readable_by_its_owner_only(tmp_path):
         store.close()
     finally:
         os.umask(old)
+
+
+def test_next_job_is_the_head_of_the_order_while_usage_changes_the_turns(tmp_path):
+    """The QPU thread asks next_job (a few indexed reads); queue positions come from
+    queue_order (the whole order): both must name the same job as QPU time is charged."""
+    import random
+
+    from qmio_lab.device.timing import JobTime
+
+    rng = random.Random(17)
+    store = Store(tmp_path / "q.sqlite")
+    store.time_scale = 1e4  # each job's few real microseconds become seconds of charged QPU time
+    for i in range(120):
+        hold = rng.choice((1.0, 3.0, 11.0))
+        store.add_job(user=rng.choice(("alice", "bob", "carol", "dave")), circuits=[ITEM], shots=10,
+                      priority=rng.choice((0, 0, 1)), name=f"j{i}",
+                      estimate=JobTime(simulation_s=1e-3, hardware_s=hold, exact=True, mode="hardware"))
+    served = []
+    while (head := store.next_job()) is not None:
+        assert store.queue_order(limit=1)[0]["id"] == head["id"]
+        assert store.next_job(head["user"])["id"] == store.queue_order(user=head["user"], limit=1)[0]["id"]
+        store.claim(head["id"])
+        _, qpu_s = store.finish(head["id"], result_json="{}", calibration_id="c")
+        assert qpu_s is not None and qpu_s > 0
+        served.append(head["user"])
+    assert len(served) == 120 and served[:4] != [served[0]] * 4  # users took turns
+    store.close()

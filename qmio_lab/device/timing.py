@@ -27,8 +27,6 @@ from qmio_lab.device.execution import SERIAL_QUBITS
 from qmio_lab.errors import AdmissionError
 
 TIMING_MODES = ("hardware", "instant")
-#: a repetition period longer than this is not one QMIO's control system accepts
-MAX_REPETITION_PERIOD_S = 1.0
 
 
 @dataclass(frozen=True)

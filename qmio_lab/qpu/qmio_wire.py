@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from qmio_lab import config as qmio_config
 from qmio_lab.errors import GatewayRequestError
 
 #: the client's four result formats, by (InlineResultsProcessing, ResultsFormatting) values
@@ -128,9 +129,10 @@ def parse_request(value: Any, max_shots: int) -> ProgramRequest | InfoRequest:
     if not isinstance(shots, int) or isinstance(shots, bool) or not 1 <= shots <= max_shots:
         raise GatewayRequestError(f"repeats (shots) must be an integer 1..{max_shots}, got {str(shots)[:20]}")
     period = data.get("repetition_period")
+    longest = float(qmio_config.get("device.hardware_timing.max_repetition_period_s"))
     if period is not None and (not isinstance(period, (int, float)) or isinstance(period, bool)
-                               or not 0 < period <= 1.0):
-        raise GatewayRequestError(f"repetition_period must be seconds in (0, 1], got {str(period)[:20]}")
+                               or not 0 < period <= longest):
+        raise GatewayRequestError(f"repetition_period must be seconds in (0, {longest:g}], got {str(period)[:20]}")
     return ProgramRequest(circuit, shots, None if period is None else float(period),
                           _optimization(data.get("optimizations")), _results_format(data.get("results_format")))
 

@@ -17,7 +17,6 @@ from qiskit import QuantumCircuit
 
 from qmio_lab import config
 from qmio_lab.device.rules import check_shots
-from qmio_lab.device.timing import MAX_REPETITION_PERIOD_S
 from qmio_lab.errors import QmioError, SlurmCommandError, SlurmGateRefused, SubmissionError
 from qmio_lab.qpu.admission import check_cost, is_text
 from qmio_lab.qpu.auth import User
@@ -86,8 +85,9 @@ def repetition_period(body: dict[str, Any]) -> float | None:
     value = body.get("repetition_period")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_REPETITION_PERIOD_S:
-        raise SubmissionError(422, f"repetition_period must be seconds in (0, {MAX_REPETITION_PERIOD_S:g}] (QMIO's "
+    longest = float(config.get("device.hardware_timing.max_repetition_period_s"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= longest:
+        raise SubmissionError(422, f"repetition_period must be seconds in (0, {longest:g}] (QMIO's "
                                    f"default is {float(config.get('device.hardware_timing.repetition_period_s')):g}); "
                                    f"got {str(value)[:30]!r}")
     return float(value)
