@@ -6,7 +6,6 @@ nothing twice into the record.
 """
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import sqlite3
@@ -14,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from qmio_lab import config
 from qmio_lab.device.calibration import Calibration
 from qmio_lab.lru import LRU
+from qmio_lab.qpu import fair_share
 from qmio_lab.qpu.circuits import expanded_count
 
 if TYPE_CHECKING:
@@ -132,8 +131,6 @@ _ADDED_COLUMNS = {"jobs": {"boost": "INTEGER NOT NULL DEFAULT 0", "estimated_qpu
                            "account": "TEXT", "repetition_period": "REAL", "estimated_hold_s": "REAL", "qpu_s": "REAL"},
                   "fair_share": {"usage_s": "REAL NOT NULL DEFAULT 0", "usage_at": "REAL NOT NULL DEFAULT 0"},
                   "sessions": {"account": "TEXT", "charged_s": "REAL"}}
-#: what a queued job without an estimate counts as in the fair-share order (device seconds)
-_UNKNOWN_HOLD_S = 1.0
 #: results longer than this (characters) are not kept in memory besides the database: per-shot
 #: memory makes a result up to tens of MB, and 256 of those would hold gigabytes
 _RECENT_RESULT_MAX_CHARS = 1 << 20
@@ -267,17 +264,10 @@ class Store:
         return [_job(r) for r in self._conn().execute(sql, (*args, limit))]
 
     def queue_order(self, *, user: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Queued jobs in the order they will run (only ``user``'s, and the first ``limit``, if given).
-
-        An admin's boost first (the only way to put a job ahead of other users' work). Then fair
-        share by consumed time, as SLURM's fair-share factor: the user whose recent QPU seconds
-        (decayed with ``qmio.qpu.fair_share_half_life_s``) are fewest goes next, ties going to
-        the user served least recently; each job is expected to add its estimated QPU time. So
-        a user of 100,000-shot jobs takes a turn for each many turns of a user of 100-shot
-        jobs, and a thousand queued jobs delay another user's job by about one. ``priority``
-        only orders a user's own jobs. With ``qmio.qpu.fair_share`` false there are no turns:
-        boost, priority, then submission order (the benchmark switches it off to show what
-        fair share is worth). The QPU thread asks :meth:`next_job` for the head alone.
+        """Queued jobs in the order they will run (only ``user``'s, and the first ``limit``, if given),
+        by the rule of :mod:`qmio_lab.qpu.fair_share`. With ``qmio.qpu.fair_share`` false there are
+        no turns: boost, priority, then submission order (the benchmark switches it off to show
+        what fair share is worth). The QPU thread asks :meth:`next_job` for the head alone.
         """
         db = self._conn()
         if not self.fair_share:
@@ -287,24 +277,7 @@ class Store:
             return [dict(r) for r in db.execute(sql, {"user": user, "limit": limit})]
         rows = [dict(r) for r in db.execute(
             f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq")]
-        order = sorted((r for r in rows if r["boost"] > 0), key=lambda r: (-r["boost"], -r["priority"], r["seq"]))
-        waiting: dict[str, deque[dict[str, Any]]] = {}
-        for r in rows:
-            if r["boost"] <= 0:
-                waiting.setdefault(r["user"], deque()).append(r)
-        standing = self._queued_standings()
-        turns = [(*standing.get(u, (0.0, 0.0, jobs[0]["seq"])), u) for u, jobs in waiting.items()]
-        heapq.heapify(turns)
-        served = time.time()
-        while turns:
-            usage, _, _, who = heapq.heappop(turns)
-            jobs = waiting[who]
-            job = jobs.popleft()
-            order.append(job)
-            if jobs:
-                served += 1.0  # served now: the most recently served of all
-                hold = job["estimated_hold_s"]
-                heapq.heappush(turns, (usage + (_UNKNOWN_HOLD_S if hold is None else hold), served, jobs[0]["seq"], who))
+        order = fair_share.run_order(rows, self._queued_standings(), time.time())
         if user is not None:
             order = [r for r in order if r["user"] == user]
         return order[:limit] if limit is not None else order
@@ -323,15 +296,14 @@ class Store:
             row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued'{by_user} "
                              "ORDER BY priority DESC, seq LIMIT 1", args).fetchone()
             return dict(row) if row else None
-        standing = self._queued_standings()
-        if not standing:
+        who = fair_share.next_user(self._queued_standings())
+        if who is None:
             return None
-        who = min(standing, key=standing.__getitem__)
         row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE user = ? AND state = 'queued' "
                          "ORDER BY priority DESC, seq LIMIT 1", (who,)).fetchone()
         return dict(row) if row else None
 
-    def _queued_standings(self) -> dict[str, tuple[float, float, int]]:
+    def _queued_standings(self) -> dict[str, fair_share.Standing]:
         """Each user with queued jobs: (recent QPU seconds decayed to now, when last served, the
         seq they joined the queue with); the lowest goes next. One read: queued_users is kept by
         triggers and fair_share is keyed by user."""
@@ -342,9 +314,7 @@ class Store:
             "LEFT JOIN fair_share f ON f.user = q.user WHERE q.n > 0")}
 
     def _decayed(self, usage_s: float, at: float, now: float) -> float:
-        if usage_s <= 0:
-            return 0.0
-        return usage_s * 0.5 ** (max(now - at, 0.0) * self.time_scale / self.half_life_s)
+        return fair_share.decayed(usage_s, at, now, time_scale=self.time_scale, half_life_s=self.half_life_s)
 
     def _charge(self, db: sqlite3.Connection, user: str, seconds: float, now: float) -> None:
         """Add ``seconds`` of QPU time to ``user``'s fair-share usage (decaying what was there)."""
