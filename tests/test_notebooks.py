@@ -74,6 +74,8 @@ def test_03_hybrid_vqe_session(lab_home):
     assert check["vqe"] < check["first"]
     assert abs(check["vqe"] - check["exact"]) < 0.2  # a noisy QPU, still close to the ground state
     assert check["emulator_energy"] < check["first"]
+    # the suite's service keeps instant timing (tests/conftest.py); every call was charged its QPU time
+    assert check["timing"] == "instant" and check["usage_jobs"] >= check["calls"] and check["usage_qpu_s"] > 0
 
 
 def test_04_parameter_sweep_on_slurm(lab_home, slurm_conf, monkeypatch):

@@ -33,7 +33,8 @@ check = {
 ''',
     '03_hybrid_vqe_session': '''\
 check = {"exact": exact, "vqe": float(opt.fun), "first": history[0], "calls": len(history),
-         "transpiles": transpiles, "emulator_energy": emu_energy}
+         "transpiles": transpiles, "emulator_energy": emu_energy,
+         "usage_jobs": usage["totals"]["jobs"], "usage_qpu_s": usage["totals"]["qpu_seconds"], "timing": usage["timing"]}
 ''',
     '04_parameter_sweep_dask': '''\
 check = {"circuits": len(circuits), "results": len(result.results), "kind": cluster_kind(),
