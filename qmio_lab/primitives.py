@@ -58,19 +58,30 @@ def _target_shots(backend: BackendV2) -> int:
     return int(shots) if shots else int(config.get("device.default_shots"))
 
 
-def _run_by_shots(session: Session, work: list[tuple[Template, np.ndarray | None, int]]) -> list[list[dict[str, int]]]:
+def _run_by_shots(session: Session, work: list[tuple[Template, np.ndarray | None, int]],
+                  spent: list[float] | None = None) -> list[list[dict[str, int]]]:
     """Counts for each (template, parameter rows, shots), one job per distinct shot count:
-    a list per item, one dict per row (one when it has no rows)."""
+    a list per item, one dict per row (one when it has no rows); ``spent`` gets each QPU job's
+    QPU seconds."""
     out: list[list[dict[str, int]]] = [[] for _ in work]
     for shots in sorted({item[2] for item in work}):
         idx = [i for i, item in enumerate(work) if item[2] == shots]
-        flat = session.run_templates([(work[i][0], work[i][1]) for i in idx], shots)
+        flat = session.run_templates([(work[i][0], work[i][1]) for i in idx], shots, spent=spent)
         pos = 0
         for i in idx:
             n = 1 if work[i][1] is None else len(work[i][1])
             out[i] = flat[pos:pos + n]
             pos += n
     return out
+
+
+def _run_metadata(session: Session, spent: list[float]) -> dict[str, Any]:
+    """A run's metadata; on the QPU with its cost as Qiskit Runtime reports it (``usage``):
+    the QPU seconds its jobs held."""
+    metadata: dict[str, Any] = {"version": 2, "target": session.target_name}
+    if session.is_qpu:
+        metadata["usage"] = {"quantum_seconds": round(sum(spent), 6), "jobs": len(spent)}
+    return metadata
 
 
 @dataclass
@@ -204,10 +215,12 @@ class SamplerV2(BaseSamplerV2):
             template = self.session.template(pub.circuit)
             rows, shape = _rows(template, pub.parameter_values)
             planned.append((pub, template, rows, shape))
-        counts_of = _run_by_shots(self.session, [(template, rows, pub.shots) for pub, template, rows, _ in planned])
+        spent: list[float] = []
+        counts_of = _run_by_shots(self.session, [(template, rows, pub.shots) for pub, template, rows, _ in planned],
+                                  spent)
         results = [self._pub_result(template, counts_of[i], shape, pub, mitigator)
                    for i, (pub, template, _, shape) in enumerate(planned)]
-        return PrimitiveResult(results, metadata={"version": 2, "target": self.session.target_name})
+        return PrimitiveResult(results, metadata=_run_metadata(self.session, spent))
 
     def _pub_result(self, template: Template, counts: list[dict[str, int]], shape, pub: SamplerPub,
                     mitigator: ReadoutMitigator | None = None) -> SamplerPubResult:
@@ -278,9 +291,10 @@ class EstimatorV2(BaseEstimatorV2):
             for group in groups:
                 work.append((self.session.measured(pub.circuit, group, digest), rows, shots))
             plans.append((pub, groups, first, pshape, shots))
-        counts = _run_by_shots(self.session, work)
+        spent: list[float] = []
+        counts = _run_by_shots(self.session, work, spent)
         results = [self._pub_result(plan, counts, work, mitigator) for plan in plans]
-        return PrimitiveResult(results, metadata={"version": 2, "target": self.session.target_name})
+        return PrimitiveResult(results, metadata=_run_metadata(self.session, spent))
 
     def _pub_result(self, plan, counts: list[list[dict[str, int]]], work, mitigator: ReadoutMitigator | None) -> PubResult:
         pub, groups, first, pshape, shots = plan

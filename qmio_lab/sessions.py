@@ -70,6 +70,7 @@ class Session:
         self.max_time_s = parse_duration(max_time)
         self.optimization_level = optimization_level
         self.transpile_count = 0
+        self.qpu_seconds = 0.0  # QPU time (device seconds) this session's jobs held, as the service charged it
         self._templates: dict[str, Template] = {}
         self._measured: dict[tuple[str, str], Template] = {}
         self._lock = threading.Lock()
@@ -120,11 +121,13 @@ class Session:
 
     # ---- running ------------------------------------------------------------------------------
     def run_templates(
-        self, work: Sequence[tuple[Template, np.ndarray | None]], shots: int, name: str | None = None
+        self, work: Sequence[tuple[Template, np.ndarray | None]], shots: int, name: str | None = None,
+        spent: list[float] | None = None,
     ) -> list[dict[str, int]]:
-        """Counts for every template bound to every row of its values, in order."""
+        """Counts for every template bound to every row of its values, in order; on the QPU,
+        ``spent`` (if given) receives the QPU seconds each job held."""
         if self.is_qpu:
-            return self._run_on_service(work, shots, name)
+            return self._run_on_service(work, shots, name, spent if spent is not None else [])
         circuits = []
         for template, rows in work:
             if rows is None:
@@ -135,7 +138,7 @@ class Session:
         result = self.backend.run(circuits, shots=shots).result()
         return [result.get_counts(i) for i in range(len(circuits))]
 
-    def _run_on_service(self, work, shots: int, name: str | None) -> list[dict[str, int]]:
+    def _run_on_service(self, work, shots: int, name: str | None, spent: list[float]) -> list[dict[str, int]]:
         from qmio_lab import config
 
         limit = int(config.get("device.max_circuits"))
@@ -152,13 +155,17 @@ class Session:
             job = self.client.submit_items(batch, shots, name=name, wait=30.0)
             if "result" in job:
                 counts.extend(job["result"]["counts"])
-                continue
-            try:
-                counts.extend(self.client.wait_result(job["id"])["counts"])
-            except QPUServiceError as exc:
-                from qmio_lab.qpu.backend import QPUJobError
+            else:
+                try:
+                    counts.extend(self.client.wait_result(job["id"])["counts"])
+                except QPUServiceError as exc:
+                    from qmio_lab.qpu.backend import QPUJobError
 
-                raise QPUJobError(f"job {job['id']} did not complete: {exc}") from exc
+                    raise QPUJobError(f"job {job['id']} did not complete: {exc}") from exc
+                job = self.client.job(job["id"])  # a long job: its record now has the QPU time it held
+            spent.append(float(job.get("qpu_seconds") or 0.0))
+            with self._lock:
+                self.qpu_seconds += spent[-1]
         return counts
 
     # ---- lifetime -----------------------------------------------------------------------------

@@ -268,3 +268,33 @@ def test_timing_mode_comes_from_configuration():
     assert config.get("device.timing") == "instant"  # the suite's (tests/conftest.py); qmio.yaml says hardware
     with pytest.raises(ValueError, match="qmio.device.timing must be one of hardware, instant; got 'fast'"):
         TimingModel("fast")
+
+
+def test_jobs_and_primitive_results_carry_their_qpu_time(svc):
+    """Qiskit Runtime's names on our objects: ``job.usage()``, ``job.metrics()``, and a
+    primitive result's ``metadata["usage"]``."""
+    import qmio_lab
+    from qiskit.quantum_info import SparsePauliOp
+    from qmio_lab.qpu import QPUBackend
+
+    backend = QPUBackend(svc.client("alice"))
+    job = backend.run(bell(), shots=2000)
+    assert job.result().get_counts()
+    assert job.usage() == pytest.approx(_hardware_s(2000), rel=0.10)
+    metrics = job.metrics()
+    assert metrics["usage"]["quantum_seconds"] == job.usage()
+    assert set(metrics["timestamps"]) == {"created", "running", "finished"}
+    assert _ts(metrics["timestamps"]["created"]) <= _ts(metrics["timestamps"]["running"]) \
+        <= _ts(metrics["timestamps"]["finished"])
+    assert metrics["estimated_qpu_seconds"] == pytest.approx(_hardware_s(2000))
+
+    sampler = qmio_lab.SamplerV2(mode=backend, default_shots=1000)
+    sampled = sampler.run([bell()]).result()
+    assert sampled.metadata["usage"]["jobs"] == 1
+    assert sampled.metadata["usage"]["quantum_seconds"] == pytest.approx(_hardware_s(1000), rel=0.10)
+    plain = bell()
+    plain.remove_final_measurements()
+    estimator = qmio_lab.EstimatorV2(mode=backend, default_precision=0.05)  # 400 shots a basis
+    estimated = estimator.run([(plain, SparsePauliOp.from_list([("ZZ", 1.0), ("XX", 1.0)]))]).result()
+    usage = estimated.metadata["usage"]
+    assert usage["jobs"] >= 1 and usage["quantum_seconds"] >= _hardware_s(400, circuits=2) * 0.9

@@ -57,6 +57,23 @@ class QPUJob(JobV1):
     def queue_position(self) -> int | None:
         return self.refresh().get("queue_position")
 
+    def usage(self) -> float | None:
+        """QPU seconds (device time) the job held, as the service charged them; None until it
+        has ended (Qiskit Runtime's ``job.usage()``)."""
+        record = self.record if self.record.get("state") in ("done", "failed", "cancelled") else self.refresh()
+        return record.get("qpu_seconds")
+
+    def metrics(self) -> dict[str, Any]:
+        """Timestamps and QPU time as Qiskit Runtime's ``job.metrics()`` names them (``timestamps``:
+        created, running, finished; ``usage``: quantum_seconds, seconds), with the estimate the
+        service gave at admission."""
+        record = self.refresh()
+        return {"timestamps": record.get("timestamps"), "usage": record.get("usage"),
+                "estimated_qpu_seconds": record.get("estimated_qpu_seconds"),
+                "estimated_hardware_s": record.get("estimated_hardware_s"), "num_circuits": record.get("num_circuits"),
+                "shots": record.get("shots"), "calibration_id": record.get("calibration_id"),
+                "account": record.get("account")}
+
     def cancel(self) -> bool:
         try:
             self.record = self._client.cancel(self.job_id())
