@@ -298,3 +298,37 @@ def test_jobs_and_primitive_results_carry_their_qpu_time(svc):
     estimated = estimator.run([(plain, SparsePauliOp.from_list([("ZZ", 1.0), ("XX", 1.0)]))]).result()
     usage = estimated.metadata["usage"]
     assert usage["jobs"] >= 1 and usage["quantum_seconds"] >= _hardware_s(400, circuits=2) * 0.9
+
+
+def test_hub_groups_are_accounts_and_users_files_name_them():
+    """A Hub user is charged to the first account in ``qmio.qpu.accounts`` whose group they are in (the Hub's
+    answer faked here; tests/test_jupyterhub.py runs the real Hub), a users-file user to their
+    ``account:``, anyone else to their own name; a wrong entry stops the service at start."""
+    import asyncio
+
+    from qmio_lab.qpu.auth import HubAuth, TokenAuth
+    from qmio_lab.qpu.usage import read_budgets
+
+    class Hub:
+        access_scopes: set = set()
+
+        async def user_for_token(self, token, sync=False):
+            return {"name": "nuria", "admin": False, "groups": ["students", "physics", "chemistry"],
+                    "scopes": ["access:services"]}
+
+    hub = HubAuth(hub_auth=Hub(), account_groups=("chemistry", "physics"))
+    user = asyncio.run(hub.authenticate("Bearer 0123456789abcdef0123"))
+    assert user.name == "nuria" and user.charged_account == "chemistry"
+    nobody = asyncio.run(HubAuth(hub_auth=Hub()).authenticate("Bearer 0123456789abcdef0123"))
+    assert nobody.charged_account == "nuria"
+    tokens = TokenAuth({"ana": {"token": "a" * 16, "account": "physics"}, "bea": {"token": "b" * 16}})
+    assert asyncio.run(tokens.authenticate("Bearer " + "a" * 16)).charged_account == "physics"
+    assert asyncio.run(tokens.authenticate("Bearer " + "b" * 16)).charged_account == "bea"
+    with pytest.raises(ValueError, match="account must be a name"):
+        TokenAuth({"ana": {"token": "a" * 16, "account": ["x"]}})
+    with pytest.raises(ValueError, match="period must be one of day, week"):
+        read_budgets({"physics": {"qpu_seconds": 10, "period": "month"}})
+    with pytest.raises(ValueError, match="qpu_seconds must be a number"):
+        read_budgets({"physics": {"qpu_seconds": "lots"}})
+    budgets = read_budgets({"physics": {"qpu_seconds": 10}}, {"physics": {"qpu_seconds": 20, "period": "week"}})
+    assert budgets["physics"].qpu_seconds == 20 and budgets["physics"].period == "week"  # the users file wins
