@@ -197,9 +197,11 @@ def test_memory_for_too_many_shots_is_refused_before_anything_runs(svc):
 
 # ---- older databases ------------------------------------------------------------------------
 def old_schema() -> str:
-    """The jobs table as it was before memory and seed (the rest of the schema unchanged)."""
-    schema = _SCHEMA.replace(",\n    memory INTEGER NOT NULL DEFAULT 0,\n    seed INTEGER\n", "\n")
-    assert "seed INTEGER" not in schema
+    """The jobs table as it was before memory and seed, and so before the QPU-time columns that
+    came after them (the rest of the schema unchanged)."""
+    schema = _SCHEMA.replace(",\n    memory INTEGER NOT NULL DEFAULT 0,\n    seed INTEGER,\n    account TEXT,\n"
+                             "    repetition_period REAL,\n    estimated_hold_s REAL,\n    qpu_s REAL\n", "\n")
+    assert "seed INTEGER" not in schema and "repetition_period REAL" not in schema
     return schema
 
 
