@@ -146,6 +146,17 @@ def _cmd_tunnel(args: argparse.Namespace) -> int:
     return open_tunnel(client, args.time, port=args.port, hold=args.hold)
 
 
+def _cmd_usage(args: argparse.Namespace) -> int:
+    from qmio_lab.qpu.launcher import default_client
+    from qmio_lab.qpu.usage_report import usage_table
+
+    if args.user and args.all:
+        raise ValueError("--user NAME or --all, not both")
+    report = default_client().usage(days=args.days, user=args.user, everyone=args.all)
+    print(json.dumps(report, indent=2) if args.json else usage_table(report))
+    return 0
+
+
 def _cmd_lab(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -226,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--list", action="store_true", help="list your tunnels")
     tun.add_argument("--close", metavar="ID", help="close one of your tunnels")
     tun.set_defaults(func=_cmd_tunnel)
+
+    use = sub.add_parser("usage", help="QPU seconds used per day and account, with the budgets that apply")
+    use.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
+    use.add_argument("--user", default=None, help="another user's usage (admins)")
+    use.add_argument("--all", action="store_true", help="everyone's usage (admins)")
+    use.add_argument("--json", action="store_true", help="the report as JSON")
+    use.set_defaults(func=_cmd_usage)
     return parser
 
 

@@ -419,3 +419,39 @@ def test_lab_refuses_a_notebook_folder_that_does_not_exist_before_starting_anyth
     out = run_qmio("lab", "--port", str(free_port()), "--notebooks", str(tmp_path / "nowhere"), env=lab_env)
     assert out.returncode == 2 and out.stderr.strip() == f"qmio: error: --notebooks {tmp_path / 'nowhere'}: no such directory"
     assert not (Path(lab_env["QMIO_LAB_HOME"]) / "qpu" / "service.json").exists()  # no QPU service started
+
+
+# ---- qmio usage ---------------------------------------------------------------------------------
+def test_usage_shows_qpu_seconds_per_day_and_account_with_the_budget(env, tmp_path):
+    """Packaged defaults: the service keeps hardware timing, so a 300-shot call holds the QPU
+    for QMIO's 1.05 s (here at 20 device seconds per second)."""
+    users = {"ana": {"token": "ana-token-0123456789ab", "role": "user", "account": "physics"},
+             "ops": {"token": "ops-token-0123456789ab", "role": "admin"}}
+    users_file = tmp_path / "users.json"
+    users_file.write_text(json.dumps({"users": users, "accounts": {"physics": {"qpu_seconds": 600,
+                                                                                "period": "week"}}}))
+    proc = serve(env, "--port", "0", "--users", str(users_file), "--time-scale", "20", "--start-time", QUIET_TIME)
+    try:
+        url = listening_url(proc)
+        assert "hardware timing" in proc.log()
+        as_ana = {**env, "QMIO_QPU_URL": url, "QMIO_QPU_TOKEN": users["ana"]["token"]}
+        job = requests.post(f"{url}/api/v1/jobs", params={"wait": 30}, headers=bearer(users["ana"]["token"]),
+                            json={"circuits": [{"data": BELL_QASM2}], "shots": 300}, timeout=60).json()
+        assert job["state"] == "done" and job["qpu_seconds"] >= 1.05 * 0.95
+        out = run_qmio("usage", "--days", "2", env=as_ana)
+        assert out.returncode == 0, out.stderr
+        text = out.stdout
+        assert "QPU usage of ana" in text and "hardware timing" in text
+        row = next(line for line in text.splitlines() if " physics " in line and " ana " in line)
+        assert row.split()[3] == "1" and float(row.split()[4]) == pytest.approx(job["qpu_seconds"], abs=0.05)
+        assert "budget physics: " in text and "of 600 QPU s per week used" in text
+        as_json = json.loads(run_qmio("usage", "--json", env=as_ana).stdout)
+        assert as_json["totals"]["jobs"] == 1 and as_json["budgets"][0]["account"] == "physics"
+        denied = run_qmio("usage", "--all", env=as_ana)
+        assert denied.returncode == 2 and "403" in denied.stderr and "admin" in denied.stderr
+        both = run_qmio("usage", "--all", "--user", "ana", env=as_ana)
+        assert both.returncode == 2 and "--user NAME or --all, not both" in both.stderr
+        everyone = run_qmio("usage", "--all", env={**as_ana, "QMIO_QPU_TOKEN": users["ops"]["token"]})
+        assert everyone.returncode == 0 and "QPU usage of everyone" in everyone.stdout and " ana " in everyone.stdout
+    finally:
+        proc.terminate()
