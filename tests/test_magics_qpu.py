@@ -261,3 +261,20 @@ def test_unload_removes_the_magics(k):
     assert "qmio-result" not in k.execute("r_unload")["result"].get("text/html", "")
     k.execute("%load_ext qmio_lab")
     assert "qmio-status" in k.execute("%qmio status")["result"]["text/html"]
+
+
+def test_usage_and_job_list_show_qpu_seconds(k):
+    finished_result(k, "r_usage")
+    jobs = k.execute("%qmio jobs --limit 1")["result"]["text/html"]
+    assert "est. QPU s" in jobs and "QPU s" in jobs and "ETA" in jobs
+    assert k.value("_[0]['qpu_seconds']") > 0 and k.value("_[0]['estimated_qpu_seconds']") > 0
+    out = k.execute("u = %qmio usage --days 1\nu")["result"]
+    assert "qmio-usage" in out["text/html"] and "<img" in out["text/html"] and "QPU usage of" in out["text/html"]
+    assert k.value("u['totals']['jobs']") >= 1 and k.value("u['totals']['qpu_seconds']") > 0
+    assert k.value("u['timing']") == "instant"  # the suite's (tests/conftest.py)
+    mine = k.value("u['totals']['qpu_seconds']")
+    everyone = k.execute("%qmio usage --all")["result"]["text/html"]  # the local service's admin is its user
+    assert "QPU usage of everyone" in everyone
+    assert k.value("_['totals']['qpu_seconds']") >= mine
+    assert "--user NAME or --all, not both" in k.usage_error("%qmio usage --all --user x")
+    assert "--days 0" in k.usage_error("%qmio usage --days 0")

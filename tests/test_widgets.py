@@ -131,6 +131,28 @@ def test_job_monitor_on_a_finished_simulator_job(sim_result):
     assert m.wait(10) and len(m.rows) == 2 and second.state.value == "<b>done</b>"
 
 
+def test_job_list_and_usage_show_qpu_seconds():
+    from qmio_lab.widgets.reprs import usage_html
+
+    html = jobs_html([{"id": "j1", "name": "big", "state": "queued", "queue_position": 2, "eta_s": 12.5,
+                       "shots": 10000, "num_circuits": 1, "estimated_qpu_seconds": 5.9, "qpu_seconds": None,
+                       "created_at": "2026-12-07T10:00:00+00:00", "calibration_id": None}])
+    assert "<td>12.50</td>" in html and "<td>5.90</td>" in html and "est. QPU s" in html
+    report = {"since": "2026-12-06T00:00:00+00:00", "until": "2026-12-07T12:00:00+00:00", "user": "ana",
+              "timing": "hardware", "totals": {"jobs": 3, "qpu_seconds": 12.0},
+              "rows": [{"day": "2026-12-06", "user": "ana", "account": "physics", "jobs": 2, "qpu_seconds": 7.0,
+                        "reserved_s": 0.0},
+                       {"day": "2026-12-07", "user": "ana", "account": "physics", "jobs": 1, "qpu_seconds": 5.0,
+                        "reserved_s": 1.5}],
+              "budgets": [{"account": "physics", "qpu_seconds": 60, "period": "week", "used": 12.0, "pending": 3.0,
+                           "remaining": 45.0, "resets_at": "2026-12-14T00:00:00+00:00"}]}
+    out = usage_html(report)
+    assert "QPU usage of ana" in out and "total: 3 jobs, 12.0 s of QPU time" in out
+    assert "budget physics: 12.0 of 60 QPU s per week used, 3.0 held by queued jobs, 45.0 left (25% taken)" in out
+    assert out.count("<img") == 1
+    assert "no QPU time used in this period" in usage_html({**report, "rows": [], "budgets": []})
+
+
 def test_status_and_jobs_html():
     assert "no jobs" in jobs_html([])
     html = status_html({"state": "calibrating", "queue_depth": 3, "calibration": {"id": "cal-x", "age_s": 7200},

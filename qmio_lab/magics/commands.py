@@ -1,4 +1,4 @@
-"""The ``%qmio`` line subcommands: status, calibration, jobs, cancel, cluster, config."""
+"""The ``%qmio`` line subcommands: status, calibration, jobs, usage, cancel, cluster, config."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,7 +10,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from qmio_lab.magics.running import one_line
 from qmio_lab.widgets._render import esc, key_value_table
-from qmio_lab.widgets.reprs import jobs_html, status_html
+from qmio_lab.widgets.reprs import jobs_html, status_html, usage_html
 
 
 class HTMLDict(dict):
@@ -92,6 +92,23 @@ def cmd_jobs(line: str, session: Any) -> HTMLList:
         raise UsageError(f"--limit {args.limit}: give a positive number")
     client = _client()
     return HTMLList(_qpu_call(lambda: client.jobs(args.state, args.limit), "cannot list jobs"), jobs_html)
+
+
+@magic_arguments(name="qmio usage")
+@argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
+@argument("--user", default=None, help="another user's usage (admins)")
+@argument("--all", dest="everyone", action="store_true", help="everyone's usage (admins)")
+def cmd_usage(line: str, session: Any) -> HTMLDict:
+    """QPU seconds you used per day and account, with the budgets that apply, and a plot."""
+    args = parse_argstring(cmd_usage, line)
+    if args.user and args.everyone:
+        raise UsageError("--user NAME or --all, not both")
+    if not 1 <= args.days <= 366:
+        raise UsageError(f"--days {args.days}: give a number of days from 1 to 366")
+    client = _client()
+    report = _qpu_call(lambda: client.usage(days=args.days, user=args.user, everyone=args.everyone),
+                       "cannot read the usage")
+    return HTMLDict(report, usage_html)
 
 
 @magic_arguments(name="qmio cancel")
@@ -188,7 +205,7 @@ def cmd_config(line: str, session: Any) -> HTMLDict:
 
 
 COMMANDS: dict[str, Callable[[str, Any], Any]] = {
-    "status": cmd_status, "calibration": cmd_calibration, "jobs": cmd_jobs, "cancel": cmd_cancel,
+    "status": cmd_status, "calibration": cmd_calibration, "jobs": cmd_jobs, "usage": cmd_usage, "cancel": cmd_cancel,
     "cluster": cmd_cluster, "config": cmd_config,
 }
 
@@ -196,7 +213,8 @@ COMMANDS: dict[str, Callable[[str, Any], Any]] = {
 SUMMARIES = {
     "status": "QPU service state, queue depth, calibration in force, next calibration window",
     "calibration": "chip map coloured by a metric; --history: metrics over all calibrations",
-    "jobs": "your QPU jobs, newest first",
+    "jobs": "your QPU jobs, newest first, with their estimated and used QPU seconds",
+    "usage": "QPU seconds used per day and account, with the budgets and a plot",
     "cancel": "cancel a queued QPU job (or an emulator job of this kernel)",
     "cluster": "the emulator's Dask cluster; scale N asks for N workers",
     "config": "the qmio settings in force",

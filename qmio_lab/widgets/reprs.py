@@ -1,4 +1,4 @@
-"""Rich HTML for plain notebook viewers: Results, jobs, calibrations, service status, job lists.
+"""Rich HTML for plain notebook viewers: Results, jobs, calibrations, service status, job lists, usage.
 
 The objects belong to Qiskit and to other qmio_lab modules, so instead of methods on them the
 HTML comes from functions registered with IPython's HTML formatter (``register_formatters``).
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from qmio_lab.widgets._render import esc, key_value_table, png_img_tag, table
+from qmio_lab.widgets._render import esc, figure_png, key_value_table, new_figure, png_img_tag, table
 from qmio_lab.widgets.calibration import calibration_header, chip_svg
 from qmio_lab.widgets.jobs import read_job_state
 from qmio_lab.widgets.results import experiment_names, histogram_png, counts_table, result_counts, result_meta
@@ -63,10 +63,27 @@ def status_html(status: Mapping[str, Any]) -> str:
 def jobs_html(jobs: Sequence[Mapping[str, Any]]) -> str:
     if not jobs:
         return "<div class='qmio-jobs'>no jobs</div>"
-    rows = [(j["id"], j.get("name"), j["state"], j.get("queue_position"), j.get("shots"),
-             j.get("num_circuits"), j.get("created_at", "")[:19], j.get("calibration_id")) for j in jobs]
+    rows = [(j["id"], j.get("name"), j["state"], j.get("queue_position"), _seconds(j.get("eta_s")), j.get("shots"),
+             j.get("num_circuits"), _seconds(j.get("estimated_qpu_seconds")), _seconds(j.get("qpu_seconds")),
+             (j.get("created_at") or "")[:19], j.get("calibration_id")) for j in jobs]
     return "<div class='qmio-jobs'>" + table(
-        ["id", "name", "state", "queue", "shots", "circuits", "created", "calibration"], rows) + "</div>"
+        ["id", "name", "state", "queue", "ETA", "shots", "circuits", "est. QPU s", "QPU s", "created", "calibration"],
+        rows) + "</div>"
+
+
+def _seconds(value: Any) -> str | None:
+    """Seconds as a job list shows them: None stays empty."""
+    return None if value is None else f"{float(value):.2f}"
+
+
+def usage_html(report: Mapping[str, Any]) -> str:
+    """A usage report (``GET /api/v1/usage``): the table and a bar chart of QPU seconds per day."""
+    from qmio_lab.qpu.usage_report import plot_usage, usage_table
+
+    fig = new_figure(7.0, 3.0)
+    plot_usage(dict(report), fig.add_subplot(1, 1, 1))
+    return (f"<div class='qmio-usage'><pre>{esc(usage_table(dict(report)))}</pre>"
+            f"{png_img_tag(figure_png(fig), 'QPU seconds per day by account')}</div>")
 
 
 def register_formatters(shell: Any) -> None:
