@@ -61,6 +61,9 @@ def test_monitor_and_result_view_state_after_the_job(k):
     assert row[0] == "<b>done</b>" and row[1] == row[2] == 1 and row[3] == "success" and row[4] is True
     assert row[5] == "queue: —"  # ended jobs have no queue position
     assert "viewed" in row[6]
+    shown, job_id = k.value(f"[{MG}.monitors[-1].rows[0].qpu_time.value, rv.job_id]")
+    held = k.value(f"default_client().job({job_id!r})['qpu_seconds']")
+    assert held > 0 and shown == f"QPU: {held:.2f} s"  # what the service charged, once ended
     table, counts = k.value(f"[{MG}.views[-1].counts_table.value, rv.get_counts()]")
     for outcome, n in counts.items():
         assert f"<td>{outcome}</td><td>{n}</td>" in table
@@ -99,6 +102,8 @@ def test_async_returns_at_once_and_other_cells_run(k):
         pos = k.value("job.queue_position()")
         shown = k.value(f"{MG}.monitors[-1].rows[0].queue.value")
         assert shown == f"queue: {'—' if pos is None else pos}"
+        expected = k.value("job.record['estimated_qpu_seconds']")
+        assert k.value(f"{MG}.monitors[-1].rows[0].qpu_time.value") == f"QPU: ~{expected:.2f} s"  # estimated
         assert k.value(f"{MG}.monitors[-1].rows[0].cancel_button.disabled") is False
     finally:
         k.execute("default_client().set_maintenance(False)")

@@ -1,4 +1,4 @@
-"""Live job monitor: state, queue position, ETA, progress and a cancel button per job.
+"""Live job monitor: state, queue position, ETA, QPU time, progress and a cancel button per job.
 
 One daemon thread per monitor polls its jobs and updates the widgets (ipywidgets send updates
 from any thread), so the kernel keeps running other cells. It stops when every job has ended.
@@ -40,6 +40,8 @@ class JobState:
     calibration_id: str | None = None
     name: str | None = None
     error: str | None = None
+    estimated_qpu_s: float | None = None  # device seconds the service expects the job to hold the QPU
+    qpu_s: float | None = None  # device seconds it held the QPU, once ended
 
     @property
     def finished(self) -> bool:
@@ -71,7 +73,7 @@ def read_job_state(job: Any) -> JobState:
             _job_id(job), target, rec["state"], int(rec.get("circuits_done") or 0),
             int(rec.get("num_circuits") or 0),
             rec.get("queue_position"), rec.get("eta_s"), rec.get("calibration_id"), rec.get("name"),
-            rec.get("error"),
+            rec.get("error"), rec.get("estimated_qpu_seconds"), rec.get("qpu_seconds"),
         )
     state = _FROM_STATUS.get(job.status(), "running")
     progress = getattr(job, "progress", None)
@@ -79,6 +81,15 @@ def read_job_state(job: Any) -> JobState:
     meta = getattr(job, "metadata", {}) or {}
     return JobState(_job_id(job), target, state, done, total,
                        calibration_id=meta.get("calibration_id") if isinstance(meta, dict) else None)
+
+
+def qpu_time_text(state: JobState) -> str:
+    """The QPU seconds a job held once it has ended, else what the service expects it to hold."""
+    if state.qpu_s is not None:
+        return f"QPU: {state.qpu_s:.2f} s"
+    if state.estimated_qpu_s is not None:
+        return f"QPU: ~{state.estimated_qpu_s:.2f} s"
+    return "QPU: —"
 
 
 def _eta_text(eta: float | None) -> str:
@@ -97,12 +108,13 @@ class JobRow(HTMLFallback, w.HBox):
         self.state = w.HTML()
         self.queue = w.HTML()
         self.eta = w.HTML()
+        self.qpu_time = w.HTML()
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="160px"))
         self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning",
                                       layout=w.Layout(width="90px"))
         self.message = w.HTML()
         self.cancel_button.on_click(self._cancel)
-        super().__init__([self.label, self.state, self.queue, self.eta, self.progress,
+        super().__init__([self.label, self.state, self.queue, self.eta, self.qpu_time, self.progress,
                           self.cancel_button, self.message],
                          layout=w.Layout(align_items="center", grid_gap="8px"))
         self.label.value = f"<code>{esc(self.job_state.job_id[:12])}</code> {esc(self.job_state.target)}"
@@ -130,6 +142,7 @@ class JobRow(HTMLFallback, w.HBox):
         pos = "—" if state.queue_position is None else str(state.queue_position)
         self.queue.value = f"queue: {pos}"
         self.eta.value = f"ETA: {_eta_text(state.eta_s if not state.finished else None)}"
+        self.qpu_time.value = qpu_time_text(state)
         self.progress.max = max(state.total, 1)
         self.progress.value = min(state.done, self.progress.max)
         self.progress.bar_style = _BAR_STYLE.get(state.state, "")
@@ -142,7 +155,9 @@ class JobRow(HTMLFallback, w.HBox):
     def _repr_html_(self) -> str:
         s = self.job_state
         return key_value_table([("job", s.job_id), ("target", s.target), ("state", s.state),
-                                ("queue position", s.queue_position), ("progress", f"{s.done}/{s.total}")])
+                                ("queue position", s.queue_position), ("ETA", _eta_text(s.eta_s)),
+                                ("QPU seconds", qpu_time_text(s).removeprefix("QPU: ")),
+                                ("progress", f"{s.done}/{s.total}")])
 
 
 class JobMonitor(HTMLFallback, w.VBox):
