@@ -92,8 +92,14 @@ def _run(lab: dict, service: dict, page) -> None:
 
     job_item = panel.locator(f'.jp-qmio-job[data-job-id="{job_id}"]')
     expect(job_item).to_have_attribute("data-state", "queued", timeout=15_000)
-    expect(job_item).to_contain_text("browser-bell")
-    expect(job_item).to_contain_text("queued #1")
+    # a compact table: name, then target, state, QPU seconds (expected while it waits) and age
+    expect(panel.locator(".jp-qmio-job-header span")).to_have_text(["target", "state", "QPU s", "age"])
+    expect(job_item.locator(".jp-qmio-job-name")).to_have_text("browser-bell")
+    expect(job_item.locator(".jp-qmio-job-target")).to_have_text("qpu")
+    expect(job_item.locator(".jp-qmio-job-state")).to_have_text(re.compile(r"^queued #1( · ~\d+ (s|min|h|d))?$"))
+    expected = _admin(service, "GET", f"/api/v1/jobs/{job_id}")["estimated_qpu_seconds"]
+    expect(job_item.locator(".jp-qmio-job-qpu")).to_have_text(f"~{expected:.2f} s")
+    expect(job_item.locator(".jp-qmio-job-age")).to_have_text(re.compile(r"^\d+ (s|min)$"))
     expect(status_item).to_contain_text("QPU maintenance · 1 queued", timeout=15_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "qmio-lab-panel.png"))
@@ -105,17 +111,28 @@ def _run(lab: dict, service: dict, page) -> None:
     expect(status_item).to_contain_text("0 queued", timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "qmio-lab-panel-cancelled.png"))
 
-    # a long job (the next cell): the panel shows how many of its circuits are done
-    _maintenance(service, False)
+    # a long job (the next cell), held in the queue first: its expected QPU seconds (sixteen
+    # 8-qubit circuits: a figure the two decimals show, unlike a Bell state's under instant timing)
     page.locator(".jp-Notebook .jp-Cell").nth(1).click()
     page.keyboard.press("Shift+Enter")
     output = page.locator(".jp-OutputArea-output", has_text="long ")
     expect(output).to_be_visible(timeout=90_000)
     long_id = output.inner_text().split()[-1]
     long_item = panel.locator(f'.jp-qmio-job[data-job-id="{long_id}"]')
+    expect(long_item).to_have_attribute("data-state", "queued", timeout=15_000)
+    expected = _admin(service, "GET", f"/api/v1/jobs/{long_id}")["estimated_qpu_seconds"]
+    assert expected >= 0.01, expected
+    expect(long_item.locator(".jp-qmio-job-qpu")).to_have_text(f"~{expected:.2f} s")
+    expect(long_item.locator(".jp-qmio-job-qpu")).to_have_attribute("title", re.compile("expected"))
+    # released: the panel shows how many of its circuits are done
+    _maintenance(service, False)
     expect(long_item).to_contain_text(re.compile(r"running · ([1-9]|1[0-5])/16"), timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "qmio-lab-panel-progress.png"))
     expect(long_item).to_have_attribute("data-state", "done", timeout=120_000)
+    held = _admin(service, "GET", f"/api/v1/jobs/{long_id}")["qpu_seconds"]  # what its account is charged
+    assert held >= 0.01, held
+    expect(long_item.locator(".jp-qmio-job-qpu")).to_have_text(f"{held:.2f} s", timeout=15_000)
+    expect(long_item.locator(".jp-qmio-job-qpu")).to_have_attribute("title", re.compile("held"))
 
     # a command from the palette: the calibration dashboard
     page.locator("#jp-main-dock-panel").click()

@@ -15,6 +15,20 @@ export function formatDuration(seconds: number): string {
   return `${Math.round(s / 86400)} d`;
 }
 
+/** A job's QPU time: as held once it has ended ("1.05 s"), else as expected ("~1.05 s"). */
+export function formatQPUSeconds(
+  held: number | null | undefined,
+  expected: number | null | undefined
+): string {
+  if (held !== null && held !== undefined) {
+    return `${held.toFixed(2)} s`;
+  }
+  if (expected !== null && expected !== undefined) {
+    return `~${expected.toFixed(2)} s`;
+  }
+  return '—';
+}
+
 export function formatWhen(iso: string | null | undefined): string {
   if (!iso) {
     return '—';

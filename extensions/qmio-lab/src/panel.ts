@@ -2,12 +2,19 @@ import { Notification } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { legendText, METRICS, renderChip } from './chip';
-import { el, formatDuration, formatWhen } from './format';
+import { el, formatDuration, formatQPUSeconds, formatWhen } from './format';
 import { QmioModel, suspectServerExtension } from './model';
 import { ChipMetric, IEmulatorState, IQPUJob, ISnapshot } from './types';
 
 /** Jobs shown in the panel: everything not finished, then the most recent finished ones. */
 const FINISHED_SHOWN = 5;
+/** The columns of each job's second line (its name is the first), with their header text. */
+const JOB_COLUMNS: [string, string][] = [
+  ['jp-qmio-job-target', 'target'],
+  ['jp-qmio-job-state', 'state'],
+  ['jp-qmio-job-qpu', 'QPU s'],
+  ['jp-qmio-job-age', 'age']
+];
 
 /**
  * The "QMIO" sidebar: QPU state, calibration, chip map, queue, the user's jobs (cancellable)
@@ -160,11 +167,18 @@ export class QmioPanel extends Widget {
       return;
     }
     const list = el('ul', 'jp-qmio-job-list');
+    const header = el('li', 'jp-qmio-job-row jp-qmio-job-header');
+    for (const [cls, text] of JOB_COLUMNS) {
+      header.appendChild(el('span', cls, text));
+    }
+    list.appendChild(header);
+    const now = Date.now();
     for (const job of shown) {
-      const item = el('li', 'jp-qmio-job');
+      const item = el('li', 'jp-qmio-job-row jp-qmio-job');
       item.dataset.jobId = job.id;
       item.dataset.state = job.state;
       item.appendChild(el('span', 'jp-qmio-job-name', job.name || job.id));
+      item.appendChild(el('span', 'jp-qmio-job-target', 'qpu'));
       const where =
         job.state === 'queued' && job.queue_position !== null
           ? `queued #${job.queue_position}` +
@@ -173,6 +187,13 @@ export class QmioPanel extends Widget {
             ? `running · ${job.circuits_done ?? 0}/${job.num_circuits}`
             : job.state;
       item.appendChild(el('span', `jp-qmio-job-state jp-qmio-job-${job.state}`, where));
+      const qpu = el('span', 'jp-qmio-job-qpu', formatQPUSeconds(job.qpu_seconds, job.estimated_qpu_seconds));
+      qpu.title = job.qpu_seconds !== null && job.qpu_seconds !== undefined
+        ? 'QPU seconds the job held (charged to its account)'
+        : 'QPU seconds the job is expected to hold';
+      item.appendChild(qpu);
+      const age = job.created_at ? (now - new Date(job.created_at).getTime()) / 1000 : null;
+      item.appendChild(el('span', 'jp-qmio-job-age', age === null ? '—' : formatDuration(age)));
       if (job.state === 'queued') {
         const cancel = el('button', 'jp-Button jp-mod-styled jp-mod-warn jp-qmio-cancel', 'Cancel');
         cancel.title = `Cancel job ${job.id}`;

@@ -30,6 +30,10 @@ export interface IQPUJob {
   circuits_done?: number;
   created_at: string | null;
   error: string | null;
+  /** Device seconds the service expects the job to hold the QPU (its timing mode's estimate). */
+  estimated_qpu_seconds?: number | null;
+  /** Device seconds the job held the QPU, once it has ended (what its account is charged). */
+  qpu_seconds?: number | null;
 }
 
 export interface IQubitFigures {
