@@ -154,6 +154,17 @@ def _cmd_usage(args: argparse.Namespace) -> int:
         raise ValueError("--user NAME or --all, not both")
     report = default_client().usage(days=args.days, user=args.user, everyone=args.all)
     print(json.dumps(report, indent=2) if args.json else usage_table(report))
+    if args.plot:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        from qmio_lab.qpu.usage_report import plot_usage
+
+        fig = Figure(figsize=(7, 3), dpi=96)
+        FigureCanvasAgg(fig)
+        plot_usage(report, fig.add_subplot(1, 1, 1))
+        fig.savefig(args.plot, bbox_inches="tight")  # the format follows the name: .png, .svg, .pdf
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -243,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_argument("--user", default=None, help="another user's usage (admins)")
     use.add_argument("--all", action="store_true", help="everyone's usage (admins)")
     use.add_argument("--json", action="store_true", help="the report as JSON")
+    use.add_argument("--plot", metavar="FILE", default=None,
+                     help="also draw QPU seconds per day by account into FILE (.png, .svg or .pdf)")
     use.set_defaults(func=_cmd_usage)
     return parser
 

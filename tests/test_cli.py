@@ -445,6 +445,8 @@ def test_usage_shows_qpu_seconds_per_day_and_account_with_the_budget(env, tmp_pa
         row = next(line for line in text.splitlines() if " physics " in line and " ana " in line)
         assert row.split()[3] == "1" and float(row.split()[4]) == pytest.approx(job["qpu_seconds"], abs=0.05)
         assert "budget physics: " in text and "of 600 QPU s per week used" in text
+        plotted = run_qmio("usage", "--plot", str(tmp_path / "usage.png"), env=as_ana)
+        assert plotted.returncode == 0 and (tmp_path / "usage.png").read_bytes()[:4] == b"\x89PNG"
         as_json = json.loads(run_qmio("usage", "--json", env=as_ana).stdout)
         assert as_json["totals"]["jobs"] == 1 and as_json["budgets"][0]["account"] == "physics"
         denied = run_qmio("usage", "--all", env=as_ana)
