@@ -131,6 +131,44 @@ def test_job_monitor_on_a_finished_simulator_job(sim_result):
     assert m.wait(10) and len(m.rows) == 2 and second.state.value == "<b>done</b>"
 
 
+def test_job_monitor_shows_the_qpu_seconds_and_eta_of_queued_then_finished_qpu_jobs(tmp_path):
+    """A real service under hardware timing (two device seconds per second): while the QPU is in
+    maintenance the monitor shows each job's expected QPU seconds and its ETA behind the job
+    ahead; once they have run, the QPU seconds the service charged and no ETA."""
+    from qmio_lab.qpu import QPUBackend
+    from qmio_lab.widgets.jobs import _eta_text
+    from support.services import ServiceProcess
+
+    svc = ServiceProcess(tmp_path / "svc", "--timing", "hardware", "--time-scale", "2").start()
+    try:
+        bell = QuantumCircuit(2)
+        bell.h(0)
+        bell.cx(0, 1)
+        bell.measure_all()
+        svc.client("root").set_maintenance(True)
+        backend = QPUBackend(svc.client("carol"))
+        big, small = backend.run(bell, shots=10_000), backend.run(bell, shots=300)
+        m = JobMonitor([big, small], interval=0.05)
+        first, second = m.rows
+        est = {j.job_id(): svc.client("carol").job(j.job_id())["estimated_qpu_seconds"] for j in (big, small)}
+        assert est[big.job_id()] == pytest.approx(5.9, rel=0.1)  # QMIO's 10,000-shot call
+        assert first.qpu_time.value == f"QPU: ~{est[big.job_id()]:.2f} s"
+        assert second.qpu_time.value == f"QPU: ~{est[small.job_id()]:.2f} s"
+        eta = svc.client("carol").job(small.job_id())["eta_s"]
+        assert eta == pytest.approx(est[big.job_id()] / 2, rel=0.05)  # the job ahead, in real seconds
+        assert second.queue.value == "queue: 2" and second.eta.value == f"ETA: {_eta_text(eta)}" != "ETA: 0 s"
+        assert first.eta.value == "ETA: 0 s"
+        assert "QPU seconds" in second._repr_html_() and f"~{est[small.job_id()]:.2f} s" in second._repr_html_()
+        svc.client("root").set_maintenance(False)
+        assert m.wait(60), [r.job_state for r in m.rows]
+        for row, job in ((first, big), (second, small)):
+            held = svc.client("carol").job(job.job_id())["qpu_seconds"]
+            assert held == pytest.approx(est[job.job_id()], rel=0.1)
+            assert row.qpu_time.value == f"QPU: {held:.2f} s" and row.eta.value == "ETA: —"
+    finally:
+        svc.stop()
+
+
 def test_job_list_and_usage_show_qpu_seconds():
     from qmio_lab.widgets.reprs import usage_html
 
