@@ -100,6 +100,10 @@ def _run(lab: dict, service: dict, page) -> None:
     expected = _admin(service, "GET", f"/api/v1/jobs/{job_id}")["estimated_qpu_seconds"]
     expect(job_item.locator(".jp-qmio-job-qpu")).to_have_text(f"~{expected:.2f} s")
     expect(job_item.locator(".jp-qmio-job-age")).to_have_text(re.compile(r"^\d+ (s|min)$"))
+    for column in ("target", "state", "qpu", "age"):  # a table: each header stands over its column
+        head = panel.locator(f".jp-qmio-job-header .jp-qmio-job-{column}").bounding_box()
+        cell = job_item.locator(f".jp-qmio-job-{column}").bounding_box()
+        assert abs(head["x"] - cell["x"]) < 1 and abs(head["width"] - cell["width"]) < 1, (column, head, cell)
     expect(status_item).to_contain_text("QPU maintenance · 1 queued", timeout=15_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "qmio-lab-panel.png"))
@@ -107,6 +111,7 @@ def _run(lab: dict, service: dict, page) -> None:
     # cancelled from the panel
     job_item.locator("button.jp-qmio-cancel").click()
     expect(job_item).to_have_attribute("data-state", "cancelled", timeout=15_000)
+    expect(job_item.locator(".jp-qmio-job-qpu")).to_have_text("—")  # it never held the QPU
     assert _admin(service, "GET", f"/api/v1/jobs/{job_id}")["state"] == "cancelled"
     expect(status_item).to_contain_text("0 queued", timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "qmio-lab-panel-cancelled.png"))

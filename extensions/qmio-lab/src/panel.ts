@@ -187,10 +187,20 @@ export class QmioPanel extends Widget {
             ? `running · ${job.circuits_done ?? 0}/${job.num_circuits}`
             : job.state;
       item.appendChild(el('span', `jp-qmio-job-state jp-qmio-job-${job.state}`, where));
-      const qpu = el('span', 'jp-qmio-job-qpu', formatQPUSeconds(job.qpu_seconds, job.estimated_qpu_seconds));
-      qpu.title = job.qpu_seconds !== null && job.qpu_seconds !== undefined
+      // an ended job shows what it held; one that ended without holding the QPU (cancelled
+      // while queued) shows no figure rather than an estimate nobody was charged
+      const waiting = job.state === 'queued' || job.state === 'running';
+      const held = job.qpu_seconds !== null && job.qpu_seconds !== undefined;
+      const qpu = el(
+        'span',
+        'jp-qmio-job-qpu',
+        formatQPUSeconds(job.qpu_seconds, waiting ? job.estimated_qpu_seconds : null)
+      );
+      qpu.title = held
         ? 'QPU seconds the job held (charged to its account)'
-        : 'QPU seconds the job is expected to hold';
+        : waiting
+          ? 'QPU seconds the job is expected to hold'
+          : 'the job never held the QPU';
       item.appendChild(qpu);
       const age = job.created_at ? (now - new Date(job.created_at).getTime()) / 1000 : null;
       item.appendChild(el('span', 'jp-qmio-job-age', age === null ? '—' : formatDuration(age)));
@@ -199,6 +209,7 @@ export class QmioPanel extends Widget {
         cancel.title = `Cancel job ${job.id}`;
         cancel.onclick = () => this._cancel(job, cancel);
         item.appendChild(cancel);
+        item.classList.add('jp-qmio-job-cancellable'); // its name leaves the button room
       }
       item.title = `${job.id} · ${job.num_circuits} circuit(s) × ${job.shots} shots` +
         (job.error ? ` · ${job.error}` : '');
