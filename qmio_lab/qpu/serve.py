@@ -96,10 +96,10 @@ async def _serve(opts: ServeOptions) -> None:
     url = f"http://{opts.host}:{port}{prefix.rstrip('/')}"
     if opts.discovery:
         write_discovery(opts.discovery, url, own_token)
+    if own_token and not opts.discovery:  # before the line that says it is ready: whoever reads that has the token
+        print(f"admin token for {getpass.getuser()}: {own_token}", flush=True)
     print(f"qmio qpu service listening on {url} (db {db}, time scale {service.clock.scale}, "
           f"{service.timing.mode} timing)", flush=True)
-    if own_token and not opts.discovery:
-        print(f"admin token for {getpass.getuser()}: {own_token}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
