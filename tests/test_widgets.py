@@ -147,9 +147,11 @@ def test_job_monitor_shows_the_qpu_seconds_and_eta_of_queued_then_finished_qpu_j
         bell.measure_all()
         svc.client("root").set_maintenance(True)
         backend = QPUBackend(svc.client("carol"))
-        big, small = backend.run(bell, shots=10_000), backend.run(bell, shots=300)
-        m = JobMonitor([big, small], interval=0.05)
-        first, second = m.rows
+        big, small, dropped = (backend.run(bell, shots=n) for n in (10_000, 300, 500))
+        m = JobMonitor([big, small, dropped], interval=0.05)
+        first, second, third = m.rows
+        assert third.qpu_time.value.startswith("QPU: ~")
+        svc.client("carol").cancel(dropped.job_id())
         est = {j.job_id(): svc.client("carol").job(j.job_id())["estimated_qpu_seconds"] for j in (big, small)}
         assert est[big.job_id()] == pytest.approx(5.9, rel=0.1)  # QMIO's 10,000-shot call
         assert first.qpu_time.value == f"QPU: ~{est[big.job_id()]:.2f} s"
@@ -165,6 +167,7 @@ def test_job_monitor_shows_the_qpu_seconds_and_eta_of_queued_then_finished_qpu_j
             held = svc.client("carol").job(job.job_id())["qpu_seconds"]
             assert held == pytest.approx(est[job.job_id()], rel=0.1)
             assert row.qpu_time.value == f"QPU: {held:.2f} s" and row.eta.value == "ETA: —"
+        assert third.job_state.state == "cancelled" and third.qpu_time.value == "QPU: —"  # never held it
     finally:
         svc.stop()
 

@@ -84,10 +84,13 @@ def read_job_state(job: Any) -> JobState:
 
 
 def qpu_time_text(state: JobState) -> str:
-    """The QPU seconds a job held once it has ended, else what the service expects it to hold."""
+    """The QPU seconds a job held once it has ended, else what the service expects it to hold.
+
+    A job that ended without holding the QPU (cancelled while queued) shows no figure: its
+    estimate was never charged, and showing it would read as if it had been."""
     if state.qpu_s is not None:
         return f"QPU: {state.qpu_s:.2f} s"
-    if state.estimated_qpu_s is not None:
+    if state.estimated_qpu_s is not None and not state.finished:
         return f"QPU: ~{state.estimated_qpu_s:.2f} s"
     return "QPU: —"
 
