@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import psutil
 import pytest
 
-from support.circuits import bell
+from support.circuits import BELL_QASM2, bell
 from support.hostile_inputs import Case, encode, hostile_cases
 from support.services import USERS, ServiceProcess
 
@@ -213,14 +213,40 @@ def test_unauthenticated_bodies_are_not_read(svc):
         conn.close()
 
 
-@pytest.mark.parametrize("query, words", [
-    ("limit=-1", "limit must be an integer from 1 to 10000"),
-    ("limit=0", "limit must be an integer from 1 to 10000"),
-    ("state=lost", "unknown state 'lost'"),
+@pytest.mark.parametrize("path, words", [
+    ("/api/v1/jobs?limit=-1", "limit must be an integer from 1 to 10000"),
+    ("/api/v1/jobs?limit=0", "limit must be an integer from 1 to 10000"),
+    ("/api/v1/jobs?limit=%C2%B2", "limit must be an integer from 1 to 10000"),  # '²' passes str.isdigit
+    ("/api/v1/jobs?state=lost", "unknown state 'lost'"),
+    ("/api/v1/usage?days=%C2%B2", "days must be an integer from 1 to 366"),
+    ("/api/v1/usage?days=%D9%A3", "days must be an integer from 1 to 366"),  # an Arabic-Indic three
+    ("/api/v1/usage?days=99999", "days must be an integer from 1 to 366"),
+    ("/api/v1/usage?days=0", "days must be an integer from 1 to 366"),
 ])
-def test_odd_list_queries_are_refused(svc, query, words):
-    status, payload, _ = send(svc, Case(query, "GET", f"/api/v1/jobs?{query}"))
+def test_odd_list_queries_are_refused(svc, path, words):
+    status, payload, _ = send(svc, Case(path, "GET", path))
     assert status == 400 and words in payload["error"]
+
+
+def test_only_an_admin_reads_another_users_usage(svc):
+    for path in ("/api/v1/usage?user=bob", "/api/v1/usage?all=true", "/api/v1/usage?user=%00../etc"):
+        status, payload, _ = send(svc, Case(path, "GET", path))
+        assert status == 403 and "admin" in payload["error"], (path, payload)
+
+
+@pytest.mark.parametrize("period", [0, -1e-3, 1e308, 2, "5e-4", True, None, [], {"s": 1}, 1e-300])
+def test_odd_repetition_periods_are_refused(svc, period):
+    """Outside (0, 1] s, not a number, or shorter than the circuit's own shot (1e-300): a 422
+    that says what to send; None is the default and runs."""
+    body = {"circuits": [{"data": BELL_QASM2}], "shots": 10, "repetition_period": period}
+    status, payload, elapsed = send(svc, Case(str(period), "POST", "/api/v1/jobs", body=body))
+    assert elapsed < 5
+    if period is None:
+        assert status == 201, payload
+        return
+    assert status == 422, payload
+    assert "repetition_period" in payload["error"] and ("must be seconds" in payload["error"]
+                                                        or "shorter than the circuit" in payload["error"])
 
 
 @pytest.mark.parametrize("body, words", [

@@ -41,6 +41,14 @@ class ApiError(tornado.web.HTTPError):
         return cls(exc.status, str(exc), **exc.figures)
 
 
+def ascii_int(text: str, max_digits: int) -> int | None:
+    """``text`` as a non-negative integer of at most ``max_digits`` ASCII digits, else None.
+    ``str.isdigit`` is not the test: it accepts '²' and other digits ``int`` refuses."""
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def payload_limit_bytes() -> int:
     return int(float(config.get("qpu.max_payload_mb")) * 1024 * 1024)
 
@@ -70,7 +78,7 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise ApiError(401, "missing or invalid token: send 'Authorization: Bearer <token>'")
         self._limit = payload_limit_bytes()
         length = self.request.headers.get("Content-Length")
-        if length is not None and (not length.strip().isdigit() or int(length) > self._limit):
+        if length is not None and ((size := ascii_int(length.strip(), 19)) is None or size > self._limit):
             self.service.metrics.rejected.labels("413").inc()
             raise _too_large(length.strip()[:20], self._limit)
         if self.request.connection is not None:
@@ -178,9 +186,8 @@ class JobsHandler(BaseHandler):
         assert self.user is not None
         states = tuple(s for s in self.get_arguments("state") if s)
         raw = self.get_argument("limit", "100")
-        if not (raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= _MAX_LIST:
+        if (limit := ascii_int(raw, 6)) is None or not 1 <= limit <= _MAX_LIST:
             raise ApiError(400, f"limit must be an integer from 1 to {_MAX_LIST}; got {raw[:20]!r}")
-        limit = int(raw)
         unknown = [s for s in states if s not in JOB_STATES]
         if unknown:
             raise ApiError(400, f"unknown state {unknown[0][:20]!r}; use one of {', '.join(JOB_STATES)}")
@@ -447,7 +454,7 @@ class UsageHandler(BaseHandler):
     def get(self) -> None:
         assert self.user is not None
         raw = self.get_argument("days", "7")
-        if not (raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_USAGE_DAYS:
+        if (days := ascii_int(raw, 4)) is None or not 1 <= days <= MAX_USAGE_DAYS:
             raise ApiError(400, f"days must be an integer from 1 to {MAX_USAGE_DAYS}; got {raw[:20]!r}")
         who: str | None = self.user.name
         other = self.get_argument("user", None)
@@ -456,7 +463,7 @@ class UsageHandler(BaseHandler):
             self.require_admin()
             who = None if everyone else other
         account = self.user.charged_account if who == self.user.name else None
-        report = self.service.accounting.report(who, int(raw), time.time(), account=account)
+        report = self.service.accounting.report(who, days, time.time(), account=account)
         self.send({**report, "timing": self.service.timing.mode, "user": who})
 
 
