@@ -94,8 +94,6 @@ class HubAuth:
     carry access to this service (``access:services!service=<name>``).
     """
 
-    accounts: dict[str, Any] = {}  # budgets come from qmio.qpu.accounts only
-
     def __init__(self, admin_group: str | None = None, hub_auth: Any = None,
                  account_groups: tuple[str, ...] = ()) -> None:
         from jupyterhub.services.auth import HubAuth as _HubAuth
@@ -103,6 +101,7 @@ class HubAuth:
         self.hub = hub_auth or _HubAuth(cache_max_age=30)
         self.admin_group = admin_group
         self.account_groups = account_groups  # Hub groups that are accounts: a member is charged to the first
+        self.accounts: dict[str, Any] = {}  # no budgets of its own: they come from qmio.qpu.accounts
 
     async def authenticate(self, authorization: str | None) -> User | None:
         token = bearer_token(authorization)

@@ -292,15 +292,13 @@ class Store:
                          f"AND boost > 0{by_user} ORDER BY boost DESC, priority DESC, seq LIMIT 1", args).fetchone()
         if row is not None:
             return dict(row)
-        if not self.fair_share or user is not None:  # FIFO, or one user's (a reservation's holder) own order
-            row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued'{by_user} "
-                             "ORDER BY priority DESC, seq LIMIT 1", args).fetchone()
-            return dict(row) if row else None
-        who = fair_share.next_user(self._queued_standings())
-        if who is None:
-            return None
-        row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE user = ? AND state = 'queued' "
-                         "ORDER BY priority DESC, seq LIMIT 1", (who,)).fetchone()
+        if self.fair_share and user is None:  # whose turn it is; then that user's own order
+            user = fair_share.next_user(self._queued_standings())
+            if user is None:
+                return None
+            by_user, args = " AND user = ?", (user,)
+        row = db.execute(f"SELECT {_QUEUE_COLUMNS} FROM jobs WHERE state = 'queued'{by_user} "
+                         "ORDER BY priority DESC, seq LIMIT 1", args).fetchone()
         return dict(row) if row else None
 
     def _queued_standings(self) -> dict[str, fair_share.Standing]:
