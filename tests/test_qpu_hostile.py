@@ -175,7 +175,9 @@ def test_reported_attacks_are_refused_with_the_limit(svc, name):
 def test_two_gate_bombs_at_once_do_not_block_other_users(svc):
     """One user's slow circuits occupy at most one sandbox: bob's new circuit is admitted while
     alice's two bombs (each runs into the sandbox's deadline) are being refused."""
-    text = "OPENQASM 3.0; qubit[0x7fffffff] q; bit[1] c; c[0] = measure q[0];"  # a size the scan cannot read
+    # 11**5 x gates through five levels of definitions: within max_operations, beyond the deadline
+    fan = "gate f0 a { x a; }\n" + "".join(f"gate f{i} a {{ {'f%d a; ' % (i - 1) * 11}}}\n" for i in range(1, 6))
+    text = 'OPENQASM 2.0;\ninclude "qelib1.inc";\n' + fan + "qreg q[1]; creg c[1]; f5 q[0]; measure q[0] -> c[0];"
     results: list[tuple[int, str]] = []
     threads = [threading.Thread(target=lambda: results.append((lambda r: (r[0], r[1]["error"]))(
         send(svc, Case("bomb", "POST", "/api/v1/jobs", {"circuits": [{"data": text}], "shots": 10})))))

@@ -62,10 +62,22 @@ class AdmissionLimits:
         return dict(self.__dict__)
 
 
-def _declared_size(text: str) -> int | None:
-    """A register size as written, when it is a plain integer (else the sandbox judges it)."""
+# integer literals as each language writes them: OpenQASM 3 adds 0x/0o/0b and digit separators
+_INTEGER = {"qasm2": re.compile(r"[0-9]+"),
+            "qasm3": re.compile(r"0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*|0[oO][0-7](?:_?[0-7])*|0[bB][01](?:_?[01])*"
+                                r"|[0-9](?:_?[0-9])*")}
+
+
+def _declared_size(text: str, fmt: str) -> int | None:
+    """A register size as written, when it is an integer literal (else the sandbox judges it).
+    Anything else (an expression, a constant's name) is not evaluated here. A literal of more
+    than 30 digits is read as 10**30, beyond any limit, without converting it."""
     text = text.strip()
-    return int(text) if text.isdigit() else None
+    if not _INTEGER[fmt].fullmatch(text):
+        return None
+    base = {"0x": 16, "0o": 8, "0b": 2}.get(text[:2].lower(), 10)
+    digits = (text[2:] if base != 10 else text).replace("_", "")
+    return int(digits, base) if len(digits) <= 30 else 10**30
 
 
 def prescan(item: dict[str, Any], index: int, fmt: str, limits: AdmissionLimits) -> None:
@@ -88,14 +100,17 @@ def prescan(item: dict[str, Any], index: int, fmt: str, limits: AdmissionLimits)
             )
     qubits = clbits = 0
     for kind, size in _OLD_REGISTER.findall(source):
-        n = _declared_size(size)
+        n = _declared_size(size, fmt)
         if n is None:
             continue
         qubits, clbits = (qubits + n, clbits) if kind == "qreg" else (qubits, clbits + n)
     for kind, size in _NEW_REGISTER.findall(source):
-        n = _declared_size(size) if size else 1
-        if n is None:
-            continue
+        n = _declared_size(size, fmt) if size else 1
+        if n is None:  # an expression would be evaluated, and its register allocated, by the parser
+            raise AdmissionError(
+                f"circuit {index}: the size of a {kind} register must be an integer literal, not "
+                f"{size.strip()[:40]!r}; write it out, as in {kind}[5]."
+            )
         qubits, clbits = (qubits + n, clbits) if kind == "qubit" else (qubits, clbits + n)
     check_width(index, qubits, clbits, limits)
 
