@@ -132,3 +132,7 @@ class IgnoredOptionWarning(UserWarning):
 class QuotaWarning(UserWarning):
     """A job was accepted, but it takes its account past ``qmio.qpu.quota_warning`` of its QPU
     budget (the message has the share used and when the budget resets)."""
+
+
+class CuttingError(QmioError, ValueError):
+    """A circuit cutting request that cannot run as asked (the message says what to change)."""

@@ -39,3 +39,22 @@ def basis_state(i: int, n: int, depth: int = 0) -> QuantumCircuit:
             qc.x(k)
     qc.measure_all()
     return qc
+
+
+def two_halves(num_qubits: int, layers: int = 2, seed: int = 3) -> QuantumCircuit:
+    """A hardware-efficient ansatz on two CX chains joined by one CX a layer (the gates to cut):
+    RY angles in [0, 0.8) keep the Z correlations far from zero."""
+    import numpy as np
+
+    half = num_qubits // 2
+    rng = np.random.default_rng(seed)
+    qc = QuantumCircuit(num_qubits)
+    for _ in range(layers):
+        for q in range(num_qubits):
+            qc.ry(float(rng.uniform(0, 0.8)), q)
+        for q in range(half - 1):
+            qc.cx(q, q + 1)
+        for q in range(half, num_qubits - 1):
+            qc.cx(q, q + 1)
+        qc.cx(half - 1, half)
+    return qc
