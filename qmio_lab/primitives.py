@@ -280,7 +280,11 @@ class EstimatorV2(BaseEstimatorV2):
         mitigator = self._mitigation.for_run(self.options, self.session.backend)
         plans = []
         work: list[tuple[Template, np.ndarray | None, int]] = []
-        for pub in pubs:
+        cut: dict[int, PubResult] = {}
+        for i, pub in enumerate(pubs):
+            if _too_wide_for_a_worker(self.session.backend, pub.circuit):
+                cut[i] = _cut_pub_result(self.session.backend, pub)
+                continue
             shots = max(math.ceil(1.0 / pub.precision**2), 1)
             observables = pub.observables.ravel()
             groups = group_paulis(label for obs in observables for label in obs)
@@ -290,11 +294,12 @@ class EstimatorV2(BaseEstimatorV2):
             first = len(work)
             for group in groups:
                 work.append((self.session.measured(pub.circuit, group, digest), rows, shots))
-            plans.append((pub, groups, first, pshape, shots))
+            plans.append((i, (pub, groups, first, pshape, shots)))
         spent: list[float] = []
-        counts = _run_by_shots(self.session, work, spent)
-        results = [self._pub_result(plan, counts, work, mitigator) for plan in plans]
-        return PrimitiveResult(results, metadata=_run_metadata(self.session, spent))
+        counts = _run_by_shots(self.session, work, spent) if work else []
+        results = dict(cut)
+        results.update({i: self._pub_result(plan, counts, work, mitigator) for i, plan in plans})
+        return PrimitiveResult([results[i] for i in range(len(pubs))], metadata=_run_metadata(self.session, spent))
 
     def _pub_result(self, plan, counts: list[list[dict[str, int]]], work, mitigator: ReadoutMitigator | None) -> PubResult:
         pub, groups, first, pshape, shots = plan
@@ -335,6 +340,63 @@ class EstimatorV2(BaseEstimatorV2):
         if mitigator is not None:
             metadata["measure_mitigation"] = mitigator.source
         return PubResult(data, metadata=metadata)
+
+
+def _too_wide_for_a_worker(backend: BackendV2, circuit: Any) -> bool:
+    """An emulator pub whose circuit no worker can hold as a statevector or an MPS: it is cut."""
+    from qmio_lab.emulator import EmulatorBackend
+    from qmio_lab.emulator.memory import estimate
+
+    if not isinstance(backend, EmulatorBackend) or circuit.num_qubits < 2:
+        return False
+    if circuit.num_qubits > backend.max_qubits:
+        return True
+    largest = backend.worker_memory()
+    return estimate(circuit, None, None, largest).needed_bytes > largest
+
+
+def _cut_pub_result(backend: BackendV2, pub: EstimatorPub) -> PubResult:
+    """A pub estimated by circuit cutting (qmio_lab.emulator.cutting), one cut run per parameter
+    binding for every Pauli its observables name; the plan and where it ran go in the metadata."""
+    from qmio_lab.emulator import cutting
+
+    obs_flat = pub.observables.ravel()
+    labels = sorted({label for obs in obs_flat for label in obs if set(label) != {"I"}})
+    rows, pshape = pub.parameter_values.as_array(), pub.parameter_values.shape
+    nbind = int(np.prod(pshape)) if pshape else 1
+    flat_rows = rows.reshape(nbind, -1) if rows.size else None
+    tables, estimates = [], []
+    for b in range(nbind):
+        circuit = pub.circuit if flat_rows is None else pub.circuit.assign_parameters(flat_rows[b])
+        if labels:
+            found = cutting.estimate(circuit, labels, backend=backend, precision=pub.precision)
+            estimates.append(found)
+            tables.append(dict(zip(labels, found.values)))
+        else:
+            tables.append({})
+    bshape = np.broadcast_shapes(pub.observables.shape, pshape)
+    obs_index = np.broadcast_to(np.arange(max(pub.observables.size, 1)).reshape(pub.observables.shape), bshape)
+    par_index = np.broadcast_to(np.arange(nbind).reshape(pshape), bshape)
+    evs, stds = np.zeros(bshape), np.zeros(bshape)
+    plan = estimates[0].plan if estimates else None
+    for idx in np.ndindex(*bshape):
+        table = tables[int(par_index[idx])]
+        ev, var = 0.0, 0.0
+        for label, coeff in obs_flat[int(obs_index[idx])].items():
+            value = 1.0 if set(label) == {"I"} else float(table[label])
+            ev += float(np.real(coeff)) * value
+            if set(label) != {"I"}:
+                var += abs(coeff) ** 2 * max(1.0 - min(value**2, 1.0), 0.0)
+        evs[idx] = ev
+        shots = estimates[0].shots if estimates else 1
+        stds[idx] = math.sqrt(var * (plan.sampling_overhead if plan else 1.0) / shots)
+    metadata: dict[str, Any] = {"target_precision": pub.precision, "circuit_metadata": pub.circuit.metadata}
+    if plan is not None:
+        metadata.update(shots=estimates[0].shots, cutting={
+            "plan": plan.describe(), "num_cuts": plan.num_cuts, "sampling_overhead": plan.sampling_overhead,
+            "subexperiments": plan.num_subexperiments, "subcircuit_qubits": plan.subcircuit_qubits,
+            "ran_on": estimates[0].ran_on, "job_ids": [e.metadata["job_id"] for e in estimates]})
+    return PubResult(DataBin(evs=evs, stds=stds, shape=bshape), metadata=metadata)
 
 
 def _mitigated_counts(mitigator: ReadoutMitigator, counts: dict[str, int], qubits: list[int]) -> tuple[dict[str, float], float]:

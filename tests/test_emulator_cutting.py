@@ -110,3 +110,25 @@ def test_observables_and_measurements_are_checked():
     measured.measure_all()
     with pytest.raises(CuttingError, match="without measurements"):
         cutting.plan(measured, ["Z" * 8], partition_labels="AAAABBBB")
+
+
+def test_estimator_v2_cuts_a_pub_wider_than_the_emulator_and_says_so(backend):
+    import dask.config
+
+    import qmio_lab
+
+    chain = two_halves(36, seed=4)
+    observable = SparsePauliOp(["I" * 17 + "ZZ" + "I" * 17, "I" * 35 + "Z"], coeffs=[0.5, -1.0])
+    narrow = two_halves(4, seed=4)
+    with dask.config.set({"qmio.emulator.cutting.qubits_per_subcircuit": 18}):
+        result = qmio_lab.EstimatorV2(mode=backend, default_precision=0.03).run(
+            [(chain, observable), (narrow, SparsePauliOp("ZZII"), None, 0.02)]).result()
+    wide, small = result
+    reference = 0.5 * mps_values(chain, ["I" * 17 + "ZZ" + "I" * 17])[0] - mps_values(chain, ["I" * 35 + "Z"])[0]
+    assert abs(float(wide.data.evs) - reference) < 0.15 and 0 < float(wide.data.stds) < 0.1
+    cut = wide.metadata["cutting"]
+    assert cut["num_cuts"] >= 1 and max(cut["subcircuit_qubits"].values()) <= 18
+    assert wide.metadata["shots"] == pytest.approx(cut["sampling_overhead"] / 0.03**2, rel=0.01)
+    assert set(cut["ran_on"].values()) == {"emulator"}
+    assert "cutting" not in small.metadata  # a pub that fits a worker runs whole
+    assert abs(float(small.data.evs) - Statevector(narrow).expectation_value(SparsePauliOp("ZZII")).real) < 0.08

@@ -17,6 +17,7 @@ all its shots from one statevector (0.03 s for 4000 shots).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -211,23 +212,30 @@ def defer_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
 def estimate(
     circuit: QuantumCircuit, observables: SparsePauliOp | PauliList | Sequence[str],
     *, backend: Any = None, partition_labels: Sequence[Hashable] | str | None = None,
-    qubits_per_subcircuit: int | None = None, shots: int | None = None, max_overhead: float | None = None,
-    seed: int | None = None, callback: ProgressCallback | None = None,
+    qubits_per_subcircuit: int | None = None, shots: int | None = None, precision: float | None = None,
+    max_overhead: float | None = None, seed: int | None = None, callback: ProgressCallback | None = None,
 ) -> CutEstimate:
     """Expectation values of ``observables`` (Paulis) on ``circuit``, cut into parts that fit
     a worker and run as one emulator job of subexperiments.
 
-    Without ``partition_labels`` the cuts are found for parts as wide as the widest worker can
-    hold (``qubits_per_subcircuit`` to say otherwise). The plan (cuts, overhead, number of
+    Without ``partition_labels`` the cuts are found for parts of ``qubits_per_subcircuit``
+    qubits, else ``qmio.emulator.cutting.qubits_per_subcircuit``, else as wide as the widest
+    worker holds (fewest cuts; narrower parts run faster but may need more). The plan (cuts, overhead, number of
     subexperiments) is checked against ``qmio.emulator.cutting.max_overhead`` before anything
-    runs. ``callback(done, total)`` hears of subexperiments as their batches finish."""
+    runs. ``precision`` (a target standard error) sets the shots per subexperiment to
+    overhead / precision², the shots that precision needs once the cut's overhead is paid;
+    else ``shots``, else ``qmio.emulator.cutting.shots``. ``callback(done, total)`` hears of
+    subexperiments as their batches finish."""
     from qmio_lab.emulator.backend import EmulatorBackend
 
     backend = backend or EmulatorBackend()
     if partition_labels is None and qubits_per_subcircuit is None:
-        qubits_per_subcircuit = widest_part(backend.worker_memory())
+        configured = config.get("emulator.cutting.qubits_per_subcircuit", None)
+        qubits_per_subcircuit = int(configured) if configured else widest_part(backend.worker_memory())
     problem = plan(circuit, observables, partition_labels=partition_labels,
                    qubits_per_subcircuit=qubits_per_subcircuit, seed=seed, max_overhead=max_overhead)
+    if precision is not None:
+        shots = max(math.ceil(problem.plan.sampling_overhead / precision**2), 1)
     shots = int(shots if shots is not None else config.get("emulator.cutting.shots"))
     labels = list(problem.subexperiments)
     sizes = [len(problem.subexperiments[label]) for label in labels]
