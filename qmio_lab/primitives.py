@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
@@ -343,12 +344,14 @@ class EstimatorV2(BaseEstimatorV2):
 
 
 def _too_wide_for_a_worker(backend: BackendV2, circuit: Any) -> bool:
-    """An emulator pub whose circuit no worker can hold as a statevector or an MPS: it is cut."""
-    from qmio_lab.emulator import EmulatorBackend
+    """An emulator pub whose circuit no worker can hold as a statevector or an MPS: it is cut.
+    The emulator is not imported for other backends: importing distributed off the main thread
+    (primitive jobs run in one) fails on its signal handlers."""
+    emulator = sys.modules.get("qmio_lab.emulator.backend")
+    if emulator is None or not isinstance(backend, emulator.EmulatorBackend) or circuit.num_qubits < 2:
+        return False
     from qmio_lab.emulator.memory import estimate
 
-    if not isinstance(backend, EmulatorBackend) or circuit.num_qubits < 2:
-        return False
     if circuit.num_qubits > backend.max_qubits:
         return True
     largest = backend.worker_memory()
