@@ -10,6 +10,7 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
 from qmio_lab.emulator import EmulatorBackend, cutting
+from qmio_lab.emulator.memory import widest_statevector
 from qmio_lab.errors import CuttingError
 from support.circuits import two_halves
 
@@ -84,7 +85,7 @@ def test_cuts_are_found_for_parts_that_fit_a_worker(backend):
     assert max(estimate.plan.subcircuit_qubits.values()) <= 18 and estimate.plan.num_cuts >= 1
     assert abs(estimate.values[0] - mps_values(chain, paulis)[0]) < 0.05
     # without a width, the parts are as wide as the widest worker holds (2 GiB: 26 qubits)
-    assert cutting.widest_part(backend.worker_memory()) == 26
+    assert widest_statevector(backend.worker_memory()) == 26
 
 
 def test_a_cut_beyond_the_overhead_bound_is_refused_with_the_numbers_before_it_runs(backend):

@@ -34,7 +34,7 @@ from qiskit_addon_cutting import (
 from qiskit_addon_cutting.automated_cut_finding import DeviceConstraints, OptimizationParameters, find_cuts
 
 from qmio_lab import config
-from qmio_lab.emulator.memory import statevector_bytes
+from qmio_lab.emulator.memory import widest_statevector
 from qmio_lab.errors import CuttingError
 
 ProgressCallback = Callable[[int, int], None]
@@ -91,17 +91,6 @@ def _as_paulis(observables: SparsePauliOp | PauliList | Sequence[str] | str, num
         raise CuttingError("observables must be Paulis without a phase (as SparsePauliOp.paulis are); "
                            "put the coefficients in a SparsePauliOp")
     return paulis
-
-
-def widest_part(worker_memory: int, precision: str = "double") -> int:
-    """The widest subcircuit one worker holds as a statevector, with the emulator's margins
-    (``qmio.emulator.memory``: overhead and reserve)."""
-    from qmio_lab.emulator.memory import _needed  # the one owner of the margin rule
-
-    n = 1
-    while _needed(statevector_bytes(n + 1, precision)) <= worker_memory:
-        n += 1
-    return n
 
 
 def plan(
@@ -231,7 +220,7 @@ def estimate(
     backend = backend or EmulatorBackend()
     if partition_labels is None and qubits_per_subcircuit is None:
         configured = config.get("emulator.cutting.qubits_per_subcircuit", None)
-        qubits_per_subcircuit = int(configured) if configured else widest_part(backend.worker_memory())
+        qubits_per_subcircuit = int(configured) if configured else widest_statevector(backend.worker_memory())
     problem = plan(circuit, observables, partition_labels=partition_labels,
                    qubits_per_subcircuit=qubits_per_subcircuit, seed=seed, max_overhead=max_overhead)
     if precision is not None:
@@ -270,4 +259,4 @@ def _sampler_result(circuits: Sequence[QuantumCircuit], counts: Sequence[dict[st
     return PrimitiveResult(pubs)
 
 
-__all__ = ["CutEstimate", "CutPlan", "check_plan", "defer_measurements", "estimate", "plan", "widest_part"]
+__all__ = ["CutEstimate", "CutPlan", "check_plan", "defer_measurements", "estimate", "plan"]

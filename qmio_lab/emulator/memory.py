@@ -85,6 +85,14 @@ def mps_bytes(circuit: QuantumCircuit, precision: str = "double") -> int:
     return int(BYTES_PER_AMPLITUDE[precision] * amplitudes)
 
 
+def widest_statevector(worker_memory: int, precision: str = "double") -> int:
+    """The most qubits a worker of ``worker_memory`` bytes holds as a statevector, margins included."""
+    n = 1
+    while _needed(statevector_bytes(n + 1, precision)) <= worker_memory:
+        n += 1
+    return n
+
+
 def _needed(raw: int) -> int:
     overhead = float(config.get("emulator.memory.overhead"))
     return int(raw * overhead) + parse_bytes(str(config.get("emulator.memory.reserve")))
