@@ -75,6 +75,9 @@ def _mutate(rng: random.Random, text: str) -> str:
 
 def _bombs() -> list[Case]:
     cases = []
+    for size in ("2147483647 + 0", "0X7FFF_FFFF", "0b" + "1" * 40, "2 * 1073741824", "n"):  # sizes a decimal scan misses
+        cases.append(Case(f"qubit[{size}]", "POST", "/api/v1/jobs",
+                          job([{"data": f"OPENQASM 3.0; qubit[{size}] q; bit[1] c; c[0] = measure q[0];"}])))
     for n in BIG:
         cases += [
             Case(f"qreg[{n}]", "POST", "/api/v1/jobs", job([{"data": f'OPENQASM 2.0; include "qelib1.inc"; qreg q[{n}]; creg c[1]; measure q[0] -> c[0];'}])),
