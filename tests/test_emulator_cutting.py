@@ -1,6 +1,8 @@
 """Circuit cutting on the emulator (issue 18): wide observables from subexperiments on Dask workers."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
@@ -66,6 +68,10 @@ def test_a_cut_observable_matches_the_exact_value(backend):
     assert plan.num_cuts == 2 and plan.sampling_overhead == pytest.approx(81)
     assert plan.subcircuit_qubits == {"A": 4, "B": 4} and plan.num_subexperiments == 72
     assert progress[-1] == (72, 72) and estimate.ran_on == {"A": "emulator", "B": "emulator"}
+    runs = estimate.metadata["runs"]  # each subexperiment's part, worker and batch times
+    assert [r["part"] for r in runs] == ["A"] * 36 + ["B"] * 36
+    assert {r["worker"] for r in runs} <= set(backend.client().scheduler_info()["workers"])
+    assert all(r["batch_started"] <= r["batch_finished"] <= time.time() for r in runs)
 
 
 def test_34_qubits_as_two_17_qubit_halves_within_005_of_the_mps_value(backend):

@@ -231,7 +231,8 @@ def estimate(
     circuits = [defer_measurements(c) for label in labels for c in problem.subexperiments[label]]
     started = time.monotonic()
     job = backend.run(circuits, shots=shots, seed_simulator=seed, callback=callback)
-    counts = job.result().get_counts()
+    result = job.result()
+    counts = result.get_counts()
     counts = counts if isinstance(counts, list) else [counts]
     results: dict[Hashable, Any] = {}
     offset = 0
@@ -241,7 +242,17 @@ def estimate(
     values = np.asarray(reconstruct_expectation_values(results, problem.coefficients, problem.subobservables))
     return CutEstimate(values=values, plan=problem.plan, shots=shots, wall_s=time.monotonic() - started,
                        ran_on={label: "emulator" for label in labels},
-                       metadata={"job_id": job.job_id(), "subexperiments": dict(zip(labels, sizes))})
+                       metadata={"job_id": job.job_id(), "subexperiments": dict(zip(labels, sizes)),
+                                 "runs": _runs(result, [label for label, n in zip(labels, sizes) for _ in range(n)])})
+
+
+_RUN_KEYS = ("worker", "host", "slurm_job_id", "batch", "batch_started", "batch_finished", "method")
+
+
+def _runs(result: Any, labels: Sequence[Hashable]) -> list[dict[str, Any]]:
+    """Where and when each subexperiment ran (its batch's worker and wall-clock times, epoch s)."""
+    return [{"part": label, **{k: (exp.metadata or {}).get(k) for k in _RUN_KEYS}}
+            for label, exp in zip(labels, result.results)]
 
 
 def _sampler_result(circuits: Sequence[QuantumCircuit], counts: Sequence[dict[str, int]]) -> PrimitiveResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,11 +129,14 @@ def run_batch(payload: Payload, spec: BatchSpec, first_index: int,
     sim = _simulator(spec)
     seed = circuit_seed(spec.seed, first_index)
     where = _where()
-    tags = {"precision": spec.precision, "batch": batch_index, **where}
+    started = time.time()
     if spec.noise is None:
         results = _run(sim, list(circuits), spec, seed)
     else:
         results = _run_with_noise(sim, circuits, spec, spec.noise, seed)
+    # wall-clock times (epoch s) of the batch on its worker: who ran what when, for plots
+    tags = {"precision": spec.precision, "batch": batch_index, **where,
+            "batch_started": started, "batch_finished": time.time()}
     for i, exp in enumerate(results):  # replay's exact sampler takes the density matrix
         method = "density_matrix" if (exp.metadata or {}).get("exact_distribution") else spec.method
         tag(exp, **tags, method=method, index=first_index + i)
