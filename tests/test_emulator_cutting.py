@@ -12,7 +12,6 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
 from qmio_lab.emulator import EmulatorBackend, cutting
-from qmio_lab.emulator.memory import widest_statevector
 from qmio_lab.errors import CuttingError
 from support.circuits import two_halves
 
@@ -83,17 +82,6 @@ def test_34_qubits_as_two_17_qubit_halves_within_005_of_the_mps_value(backend):
     assert estimate.plan.subcircuit_qubits == {"A": 17, "B": 17}
 
 
-def test_cuts_are_found_for_parts_that_fit_a_worker(backend):
-    chain = two_halves(36, seed=4)
-    paulis = ["I" * 17 + "ZZ" + "I" * 17]
-    estimate = cutting.estimate(chain, paulis, backend=backend, qubits_per_subcircuit=18, seed=1)
-    assert estimate.plan.found_by == "find_cuts"
-    assert max(estimate.plan.subcircuit_qubits.values()) <= 18 and estimate.plan.num_cuts >= 1
-    assert abs(estimate.values[0] - mps_values(chain, paulis)[0]) < 0.05
-    # without a width, the parts are as wide as the widest worker holds (2 GiB: 26 qubits)
-    assert widest_statevector(backend.worker_memory()) == 26
-
-
 def test_a_cut_beyond_the_overhead_bound_is_refused_with_the_numbers_before_it_runs(backend):
     circuit = two_halves(8, layers=3, seed=1)  # three cut CX gates: 9**3 = 729
     with pytest.raises(CuttingError, match=r"8 qubits cut 3 times .* 432 subexperiments, sampling overhead 729, "
@@ -108,6 +96,17 @@ def test_a_cut_beyond_the_overhead_bound_is_refused_with_the_numbers_before_it_r
 def test_requests_that_cannot_be_cut_say_what_to_change(kwargs, message):
     with pytest.raises(CuttingError, match=message):
         cutting.plan(two_halves(8), ["Z" * 8], **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"targets": {"A": "qpu"}}, "targets name parts by their partition label: give partition_labels too"),
+    ({"targets": {"C": "qpu"}, "partition_labels": "AAAABBBB"}, r"targets name parts \['C'\] that the partition "
+                                                                r"does not have \(its parts: \['A', 'B'\]\)"),
+    ({"targets": {"A": "gpu"}, "partition_labels": "AAAABBBB"}, "unknown target 'gpu' for a part: say 'qpu', 'emulator'"),
+])
+def test_targets_that_cannot_be_used_say_what_to_change(backend, kwargs, message):
+    with pytest.raises(CuttingError, match=message):
+        cutting.estimate(two_halves(8), ["Z" * 8], backend=backend, **kwargs)
 
 
 def test_observables_and_measurements_are_checked():

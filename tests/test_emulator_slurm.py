@@ -15,6 +15,8 @@ import pytest
 
 from qmio_lab.device import QmioDevice
 from qmio_lab.emulator import EmulatorBackend, cutting
+from qmio_lab.emulator.memory import widest_statevector
+from qmio_lab.errors import CuttingError
 from support.slurm import SCRIPT, diagnostics, start_two_workers
 from test_emulator_cutting import mps_values
 from support.circuits import basis_state, ghz, two_halves
@@ -128,6 +130,53 @@ def test_a_34_qubit_cut_estimate_survives_the_scancel_of_a_worker(doomed_cluster
     assert np.max(np.abs(estimate.values - mps_values(circuit, paulis))) < 0.05
     states = subprocess.run(["squeue", "-h", "-o", "%i|%T"], capture_output=True, text=True).stdout
     assert f"{victim}|RUNNING" not in states.split()
+
+
+def test_cuts_are_found_for_parts_that_fit_a_worker(backend):
+    chain = two_halves(36, seed=4)
+    paulis = ["I" * 17 + "ZZ" + "I" * 17]
+    estimate = cutting.estimate(chain, paulis, backend=backend, qubits_per_subcircuit=18, seed=1)
+    assert estimate.plan.found_by == "find_cuts"
+    assert max(estimate.plan.subcircuit_qubits.values()) <= 18 and estimate.plan.num_cuts >= 1
+    assert abs(estimate.values[0] - mps_values(chain, paulis)[0]) < 0.05
+    # without a width, the parts are as wide as the widest worker holds (2 GiB: 26 qubits)
+    assert widest_statevector(backend.worker_memory()) == 26
+
+
+def z_on(num_qubits: int, *qubits: int) -> str:
+    """The Pauli label with Z on ``qubits`` (Qiskit's order: qubit 0 is the last character)."""
+    return "".join("Z" if q in qubits else "I" for q in reversed(range(num_qubits)))
+
+
+def test_a_40_qubit_observable_split_between_the_qpu_and_the_emulator(backend):
+    """Seven qubits on the (noisy) QPU, 33 on the SLURM workers (as a matrix product state),
+    joined by one cut CX."""
+    import qmio_lab
+
+    circuit = two_halves(40, layers=1, seed=3, first=7)
+    paulis = [z_on(40, 0), z_on(40, 6, 7), z_on(40, 6), z_on(40, 8)]
+    qpu = qmio_lab.get_backend("qpu")
+    estimate = cutting.estimate(circuit, paulis, backend=backend, partition_labels="A" * 7 + "B" * 33,
+                                targets={"A": "qpu"}, shots=8000, seed=2)
+    assert estimate.ran_on == {"A": "qpu", "B": "emulator"}
+    assert estimate.plan.subcircuit_qubits == {"A": 7, "B": 33} and estimate.plan.num_subexperiments == 12
+    # the QPU's part was an ordinary job of the queue, run with the calibration the estimate names
+    record = qpu.client.job(estimate.metadata["job_ids"]["A"])
+    assert record["state"] == "done" and record["num_circuits"] == 6
+    assert estimate.metadata["calibration_ids"] == {"A": record["calibration_id"]}
+    runs = estimate.metadata["runs"]
+    assert {r.get("calibration_id") for r in runs if r["part"] == "A"} == {record["calibration_id"]}
+    assert {r["method"] for r in runs if r["part"] == "B"} == {"matrix_product_state"}
+    assert all(r["slurm_job_id"] for r in runs if r["part"] == "B")
+    # noisy where the QPU ran it (gate and readout errors), still close to the noiseless value
+    assert np.max(np.abs(estimate.values - mps_values(circuit, paulis))) < 0.2
+
+
+def test_a_part_wider_than_the_qpu_is_refused_before_anything_runs(backend):
+    circuit = two_halves(40, layers=1, seed=3, first=33)
+    with pytest.raises(CuttingError, match="part 'A' has 33 qubits; the QPU has 32"):
+        cutting.estimate(circuit, [z_on(40, 0)], backend=backend, partition_labels="A" * 33 + "B" * 7,
+                         targets={"A": "qpu"})
 
 
 def test_replayed_noise_spoils_ghz_while_noiseless_is_perfect(backend, device: QmioDevice):

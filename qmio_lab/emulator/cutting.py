@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,60 +199,151 @@ def defer_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
     return out
 
 
+Target = Any  # "emulator", "qpu" or a BackendV2 (an EmulatorBackend or a QPUBackend)
+
+
 def estimate(
     circuit: QuantumCircuit, observables: SparsePauliOp | PauliList | Sequence[str],
     *, backend: Any = None, partition_labels: Sequence[Hashable] | str | None = None,
+    targets: Mapping[Hashable, Target] | str | None = None,
     qubits_per_subcircuit: int | None = None, shots: int | None = None, precision: float | None = None,
     max_overhead: float | None = None, seed: int | None = None, callback: ProgressCallback | None = None,
 ) -> CutEstimate:
     """Expectation values of ``observables`` (Paulis) on ``circuit``, cut into parts that fit
-    a worker and run as one emulator job of subexperiments.
+    where they run: each part's subexperiments are one job, on the emulator (``backend``, by
+    default the lab's emulator) or on the QPU.
 
     Without ``partition_labels`` the cuts are found for parts of ``qubits_per_subcircuit``
     qubits, else ``qmio.emulator.cutting.qubits_per_subcircuit``, else as wide as the widest
-    worker holds (fewest cuts; narrower parts run faster but may need more). The plan (cuts, overhead, number of
-    subexperiments) is checked against ``qmio.emulator.cutting.max_overhead`` before anything
-    runs. ``precision`` (a target standard error) sets the shots per subexperiment to
-    overhead / precision², the shots that precision needs once the cut's overhead is paid;
-    else ``shots``, else ``qmio.emulator.cutting.shots``. ``callback(done, total)`` hears of
-    subexperiments as their batches finish."""
+    worker holds (fewest cuts; narrower parts run faster but may need more), or the QPU's 32
+    qubits when every part goes to the QPU. ``targets`` says where parts run: ``"qpu"`` for all
+    of them, or ``{label: "qpu" | "emulator" | backend}`` (parts it does not name run on
+    ``backend``). A QPU part runs as one queued job of the tunnel's, Hub's or token's user,
+    compiled for the chip and noisy as the calibration in force says; its calibration is named
+    in ``metadata["calibration_ids"]``. The plan (cuts, overhead, number of subexperiments) is
+    checked against ``qmio.emulator.cutting.max_overhead``, and each part against the width of
+    the machine it goes to, before anything runs. ``precision`` (a target standard error) sets
+    the shots per subexperiment to overhead / precision², the shots that precision needs once
+    the cut's overhead is paid; else ``shots``, else ``qmio.emulator.cutting.shots``.
+    ``callback(done, total)`` hears of subexperiments as they finish."""
     from qmio_lab.emulator.backend import EmulatorBackend
 
     backend = backend or EmulatorBackend()
+    if isinstance(targets, Mapping) and targets and partition_labels is None:
+        raise CuttingError("targets name parts by their partition label: give partition_labels too, "
+                           "or targets='qpu' to run every part on the QPU")
+    qpu_only = targets == "qpu"
     if partition_labels is None and qubits_per_subcircuit is None:
         configured = config.get("emulator.cutting.qubits_per_subcircuit", None)
-        qubits_per_subcircuit = int(configured) if configured else widest_statevector(backend.worker_memory())
+        qubits_per_subcircuit = (_backend_for("qpu", backend).num_qubits if qpu_only else
+                                 int(configured) if configured else widest_statevector(backend.worker_memory()))
     problem = plan(circuit, observables, partition_labels=partition_labels,
                    qubits_per_subcircuit=qubits_per_subcircuit, seed=seed, max_overhead=max_overhead)
+    labels = list(problem.subexperiments)
+    unknown = set(targets) - set(labels) if isinstance(targets, Mapping) else set()
+    if unknown:
+        raise CuttingError(f"targets name parts {sorted(map(str, unknown))} that the partition does not have "
+                           f"(its parts: {sorted(map(str, labels))})")
+    where = {label: _backend_for(targets if qpu_only else (targets or {}).get(label, backend), backend)
+             for label in labels}
+    for label in labels:
+        width, limit = problem.plan.subcircuit_qubits[label], where[label].num_qubits
+        if _is_qpu(where[label]) and width > limit:
+            raise CuttingError(f"part {label!r} has {width} qubits; the QPU has {limit}. Cut it into parts of at "
+                               f"most {limit} qubits (more labels), or run it on the emulator")
     if precision is not None:
         shots = max(math.ceil(problem.plan.sampling_overhead / precision**2), 1)
     shots = int(shots if shots is not None else config.get("emulator.cutting.shots"))
-    labels = list(problem.subexperiments)
-    sizes = [len(problem.subexperiments[label]) for label in labels]
-    circuits = [defer_measurements(c) for label in labels for c in problem.subexperiments[label]]
     started = time.monotonic()
-    job = backend.run(circuits, shots=shots, seed_simulator=seed, callback=callback)
-    result = job.result()
-    counts = result.get_counts()
-    counts = counts if isinstance(counts, list) else [counts]
+    jobs = _submit_parts(problem.subexperiments, where, shots, seed, callback)
     results: dict[Hashable, Any] = {}
-    offset = 0
-    for label, n in zip(labels, sizes):
-        results[label] = _sampler_result(circuits[offset:offset + n], counts[offset:offset + n])
-        offset += n
+    metadata: dict[str, Any] = {"job_ids": {}, "calibration_ids": {}, "runs": [],
+                                "subexperiments": {label: len(problem.subexperiments[label]) for label in labels}}
+    for label, (job, circuits, done) in jobs.items():
+        result = job.result()
+        done(len(circuits))
+        counts = result.get_counts()
+        results[label] = _sampler_result(circuits, counts if isinstance(counts, list) else [counts])
+        metadata["job_ids"][label] = job.job_id()
+        metadata["runs"].extend(_runs(result, [label] * len(circuits)))
+        if _is_qpu(where[label]):
+            metadata["calibration_ids"][label] = _calibration_of(result)
     values = np.asarray(reconstruct_expectation_values(results, problem.coefficients, problem.subobservables))
     return CutEstimate(values=values, plan=problem.plan, shots=shots, wall_s=time.monotonic() - started,
-                       ran_on={label: "emulator" for label in labels},
-                       metadata={"job_id": job.job_id(), "subexperiments": dict(zip(labels, sizes)),
-                                 "runs": _runs(result, [label for label, n in zip(labels, sizes) for _ in range(n)])})
+                       ran_on={label: "qpu" if _is_qpu(where[label]) else "emulator" for label in labels},
+                       metadata=metadata)
+
+
+def _is_qpu(backend: Any) -> bool:
+    from qmio_lab.qpu.backend import QPUBackend
+
+    return isinstance(backend, QPUBackend)
+
+
+def _backend_for(target: Target, emulator: Any) -> Any:
+    if target == "emulator":
+        return emulator
+    if target == "qpu":
+        import qmio_lab
+
+        return qmio_lab.get_backend("qpu")
+    if isinstance(target, str):
+        raise CuttingError(f"unknown target {target!r} for a part: say 'qpu', 'emulator' or give a backend")
+    return target
+
+
+def _submit_parts(subexperiments: Mapping[Hashable, list[QuantumCircuit]], where: Mapping[Hashable, Any],
+                  shots: int, seed: int | None, callback: ProgressCallback | None) -> dict[Hashable, tuple]:
+    """One job per part, all submitted before any is waited for, so the QPU's queue and the
+    emulator's workers run their parts at the same time. The emulator's circuits measure only at
+    their end (:func:`defer_measurements`); the QPU measures mid-circuit as the hardware does.
+    Returns, per part, the job, the circuits it ran and a function that reports it done."""
+    total = sum(len(v) for v in subexperiments.values())
+    progress = {label: 0 for label in subexperiments}
+    lock = threading.Lock()
+
+    def heard(label: Hashable) -> Callable[[int, int], None]:
+        def report(done: int, _total: int = 0) -> None:
+            with lock:
+                if done <= progress[label]:
+                    return
+                progress[label] = done
+                now = sum(progress.values())
+            if callback is not None:
+                callback(now, total)
+        return report
+
+    jobs: dict[Hashable, tuple] = {}
+    for label, subs in subexperiments.items():
+        target = where[label]
+        if _is_qpu(target):
+            circuits = list(subs)
+            options: dict[str, Any] = {"shots": shots}
+        else:
+            circuits = [defer_measurements(c) for c in subs]
+            options = {"shots": shots, "seed_simulator": seed, "callback": heard(label)}
+        jobs[label] = (target.run(circuits, **options), circuits, heard(label))
+    return jobs
+
+
+def _calibration_of(result: Any) -> str | None:
+    """The calibration a QPU result ran with (every circuit of a job runs with the same one)."""
+    for exp in result.results:
+        found = (exp.metadata or {}).get("calibration_id")
+        if found:
+            return str(found)
+    return getattr(result, "calibration_id", None)
 
 
 _RUN_KEYS = ("worker", "host", "slurm_job_id", "batch", "batch_started", "batch_finished", "method")
 
 
 def _runs(result: Any, labels: Sequence[Hashable]) -> list[dict[str, Any]]:
-    """Where and when each subexperiment ran (its batch's worker and wall-clock times, epoch s)."""
-    return [{"part": label, **{k: (exp.metadata or {}).get(k) for k in _RUN_KEYS}}
+    """Where and when each subexperiment ran: its batch's worker and wall-clock times (epoch s)
+    on the emulator; the QPU and its calibration for a QPU part."""
+    return [{"part": label, **{k: (exp.metadata or {}).get(k) for k in _RUN_KEYS},
+             **({"calibration_id": exp.metadata["calibration_id"]}
+                if (exp.metadata or {}).get("calibration_id") else {})}
             for label, exp in zip(labels, result.results)]
 
 

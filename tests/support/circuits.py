@@ -41,12 +41,13 @@ def basis_state(i: int, n: int, depth: int = 0) -> QuantumCircuit:
     return qc
 
 
-def two_halves(num_qubits: int, layers: int = 2, seed: int = 3) -> QuantumCircuit:
-    """A hardware-efficient ansatz on two CX chains joined by one CX a layer (the gates to cut):
-    RY angles in [0, 0.8) keep the Z correlations far from zero."""
+def two_halves(num_qubits: int, layers: int = 2, seed: int = 3, first: int | None = None) -> QuantumCircuit:
+    """A hardware-efficient ansatz on two CX chains (the first ``first`` qubits, default half,
+    and the rest) joined by one CX a layer (the gates to cut): RY angles in [0, 0.8) keep the
+    Z correlations far from zero."""
     import numpy as np
 
-    half = num_qubits // 2
+    half = num_qubits // 2 if first is None else first
     rng = np.random.default_rng(seed)
     qc = QuantumCircuit(num_qubits)
     for _ in range(layers):
