@@ -138,3 +138,21 @@ def test_estimator_v2_cuts_a_pub_wider_than_the_emulator_and_says_so(backend):
     assert set(cut["ran_on"].values()) == {"emulator"}
     assert "cutting" not in small.metadata  # a pub that fits a worker runs whole
     assert abs(float(small.data.evs) - Statevector(narrow).expectation_value(SparsePauliOp("ZZII")).real) < 0.08
+
+
+def test_a_cut_estimate_asks_an_adaptive_cluster_for_more_workers():
+    """A cluster adapting between one and two workers, at one: the subexperiments are batched for
+    two, the queued batches make it start the second worker, and both run subexperiments."""
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit="2GiB",
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        cluster.adapt(minimum=1, maximum=2, interval="200ms", target_duration="1s")
+        backend = EmulatorBackend(client=client, cluster=cluster)
+        circuit = two_halves(34, seed=3)
+        asked: list[int] = []  # workers the cluster plans for, as batches finish
+        estimate = cutting.estimate(circuit, ["I" * 33 + "Z"], backend=backend, partition_labels="A" * 17 + "B" * 17,
+                                    seed=1, callback=lambda done, total: asked.append(len(cluster.plan)))
+        assert max(asked) == 2
+        runs = estimate.metadata["runs"]
+        assert len({r["batch"] for r in runs}) == 5  # 72 subexperiments for two workers (for one: 4 batches)
+        assert len({r["worker"] for r in runs}) == 2, runs
+        assert abs(estimate.values[0] - mps_values(circuit, ["I" * 33 + "Z"])[0]) < 0.05

@@ -212,7 +212,8 @@ class EmulatorBackend(BackendV2):
             widths.append(est.num_qubits)
             methods.append(est.method)
         encoded, unroll = _prepare(circuits, methods, plain=noise is None)
-        n_workers = max(len(client.scheduler_info(n_workers=-1)["workers"]), 1)
+        running = len(client.scheduler_info(n_workers=-1)["workers"])
+        n_workers = max(running, clusters.adaptive_maximum(self._cluster_in_use()) or 0, 1)
         batches = plan_batches(widths, n_workers, keys=methods)
         base = BatchSpec(shots=opts["shots"], method=methods[0], precision=precision,
                          seed=opts["seed_simulator"], noise=noise, memory_limit=largest,

@@ -9,6 +9,7 @@ to the HPC cluster is a configuration change, never a code change.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import re
 import threading
@@ -206,6 +207,19 @@ def make_cluster(setting: str | None = None) -> tuple[Cluster | None, str]:
     if adapt:
         cluster.adapt(minimum=int(adapt["minimum"]), maximum=int(adapt["maximum"]))
     return cluster, cluster.scheduler_address
+
+
+def adaptive_maximum(cluster: Cluster | None) -> int | None:
+    """The most workers an adaptive cluster will run (None: not adaptive, or unbounded).
+
+    A job is cut into batches for this many workers, not for those running now: an adaptive
+    cluster at its minimum then has the queued batches that make it ask for more workers, and
+    the batches to give them once they come."""
+    adaptive = getattr(cluster, "_adaptive", None)  # where distributed keeps a cluster's Adaptive
+    if adaptive is None or getattr(adaptive, "state", None) == "stopped":
+        return None
+    maximum = getattr(adaptive, "maximum", None)
+    return int(maximum) if maximum is not None and math.isfinite(maximum) else None
 
 
 def memory_of_new_workers(cluster: Cluster | None) -> int | None:

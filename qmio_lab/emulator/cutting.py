@@ -259,15 +259,19 @@ def estimate(
     results: dict[Hashable, Any] = {}
     metadata: dict[str, Any] = {"job_ids": {}, "calibration_ids": {}, "runs": [],
                                 "subexperiments": {label: len(problem.subexperiments[label]) for label in labels}}
-    for label, (job, circuits, done) in jobs.items():
+    for job, parts, done in jobs:
         result = job.result()
-        done(len(circuits))
         counts = result.get_counts()
-        results[label] = _sampler_result(circuits, counts if isinstance(counts, list) else [counts])
-        metadata["job_ids"][label] = job.job_id()
-        metadata["runs"].extend(_runs(result, [label] * len(circuits)))
-        if _is_qpu(where[label]):
-            metadata["calibration_ids"][label] = _calibration_of(result)
+        counts = counts if isinstance(counts, list) else [counts]
+        offset = 0
+        for label, circuits in parts:
+            results[label] = _sampler_result(circuits, counts[offset:offset + len(circuits)])
+            metadata["job_ids"][label] = job.job_id()
+            offset += len(circuits)
+            if _is_qpu(where[label]):
+                metadata["calibration_ids"][label] = _calibration_of(result)
+        metadata["runs"].extend(_runs(result, [label for label, circuits in parts for _ in circuits]))
+        done()
     values = np.asarray(reconstruct_expectation_values(results, problem.coefficients, problem.subobservables))
     return CutEstimate(values=values, plan=problem.plan, shots=shots, wall_s=time.monotonic() - started,
                        ran_on={label: "qpu" if _is_qpu(where[label]) else "emulator" for label in labels},
@@ -293,36 +297,42 @@ def _backend_for(target: Target, emulator: Any) -> Any:
 
 
 def _submit_parts(subexperiments: Mapping[Hashable, list[QuantumCircuit]], where: Mapping[Hashable, Any],
-                  shots: int, seed: int | None, callback: ProgressCallback | None) -> dict[Hashable, tuple]:
-    """One job per part, all submitted before any is waited for, so the QPU's queue and the
-    emulator's workers run their parts at the same time. The emulator's circuits measure only at
-    their end (:func:`defer_measurements`); the QPU measures mid-circuit as the hardware does.
-    Returns, per part, the job, the circuits it ran and a function that reports it done."""
+                  shots: int, seed: int | None, callback: ProgressCallback | None) -> list[tuple]:
+    """One job per backend, holding the subexperiments of every part sent there (one job lets the
+    emulator batch them all for its workers), all submitted before any is waited for, so the
+    QPU's queue and the emulator's workers run at the same time. The emulator's circuits measure
+    only at their end (:func:`defer_measurements`); the QPU measures mid-circuit as the hardware
+    does. Returns, per job, the job, its parts (label, circuits) in order, and a function that
+    reports the job done to ``callback``."""
     total = sum(len(v) for v in subexperiments.values())
-    progress = {label: 0 for label in subexperiments}
+    progress: dict[int, int] = {}
     lock = threading.Lock()
 
-    def heard(label: Hashable) -> Callable[[int, int], None]:
+    def heard(key: int) -> Callable[[int, int], None]:
         def report(done: int, _total: int = 0) -> None:
             with lock:
-                if done <= progress[label]:
+                if done <= progress.get(key, 0):
                     return
-                progress[label] = done
+                progress[key] = done
                 now = sum(progress.values())
             if callback is not None:
                 callback(now, total)
         return report
 
-    jobs: dict[Hashable, tuple] = {}
-    for label, subs in subexperiments.items():
-        target = where[label]
-        if _is_qpu(target):
-            circuits = list(subs)
-            options: dict[str, Any] = {"shots": shots}
-        else:
-            circuits = [defer_measurements(c) for c in subs]
-            options = {"shots": shots, "seed_simulator": seed, "callback": heard(label)}
-        jobs[label] = (target.run(circuits, **options), circuits, heard(label))
+    groups: dict[int, list[Hashable]] = {}
+    for label in subexperiments:
+        groups.setdefault(id(where[label]), []).append(label)
+    jobs = []
+    for key, group in groups.items():
+        target = where[group[0]]
+        qpu = _is_qpu(target)
+        parts = [(label, list(subexperiments[label]) if qpu else [defer_measurements(c) for c in subexperiments[label]])
+                 for label in group]
+        circuits = [c for _, part in parts for c in part]
+        options: dict[str, Any] = {"shots": shots} if qpu else {"shots": shots, "seed_simulator": seed,
+                                                                  "callback": heard(key)}
+        report = heard(key)
+        jobs.append((target.run(circuits, **options), parts, lambda report=report, n=len(circuits): report(n)))
     return jobs
 
 
