@@ -12,6 +12,7 @@ from qiskit.providers import JobStatus
 
 from qmio_lab.device import Calibration, QmioDevice
 from qmio_lab.emulator import EmulatorBackend
+from qmio_lab.emulator.memory import widest_statevector
 from qmio_lab.errors import EmulatorJobError, EmulatorMemoryError, InvalidCircuitError
 from support.circuits import basis_state, ghz
 
@@ -111,6 +112,26 @@ def test_a_circuit_bigger_than_every_worker_is_refused_before_it_runs(backend):
     wide.measure_all()
     with pytest.raises(EmulatorMemoryError, match=r"30 qubits.*2.00 GiB"):
         backend.run(wide, shots=10)
+
+
+def test_single_precision_runs_the_qubit_more_that_double_refuses():
+    """A 600 MiB worker holds 23 qubits in double precision; asked for, single holds 24."""
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit="600MiB",
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        small = EmulatorBackend(client=client, cluster=cluster)
+        width = widest_statevector(small.worker_memory()) + 1
+        assert widest_statevector(small.worker_memory(), "single") == width == 24
+        dense = QuantumCircuit(width)
+        dense.h(range(width))
+        for i in range(width):
+            dense.cx(i, (i + width // 2) % width)  # too entangled for the MPS bound to help
+        dense.measure_all()
+        with pytest.raises(EmulatorMemoryError, match="precision='single'"):
+            small.run(dense, shots=10)
+        result = small.run(dense, shots=10, precision="single").result()
+    meta = result.results[0].metadata
+    assert (meta["method"], meta["precision"]) == ("statevector", "single")
+    assert sum(result.get_counts().values()) == 10
 
 
 def test_a_wide_low_entanglement_circuit_runs_as_mps(backend):

@@ -10,6 +10,7 @@ from qmio_lab.device.rules import is_native
 from qmio_lab.emulator import cluster as clusters
 from qmio_lab.emulator.memory import (
     MPS, STATEVECTOR, check_fits, estimate, mps_bytes, simulated_width, statevector_bytes,
+    widest_statevector,
 )
 from qmio_lab.emulator.replay import resolve_noise, to_device
 from qmio_lab.emulator.runner import batch_size, plan_batches
@@ -84,7 +85,13 @@ def test_wide_entangled_circuit_stays_statevector_and_is_refused_with_a_clear_me
     msg = str(info.value)
     assert "34 qubits" in msg and "256.00 GiB" in msg and "12.00 GiB" in msg
     assert "precision='single'" in msg
+    assert "as a matrix product state up to" in msg and "EstimatorV2 on the emulator cuts" in msg
     assert isinstance(info.value, MemoryError)
+
+
+@pytest.mark.parametrize("memory", [2 * GiB, 8 * GiB, 24 * GiB])
+def test_single_precision_holds_one_qubit_more(memory):
+    assert widest_statevector(memory, "single") == widest_statevector(memory) + 1
 
 
 def test_single_precision_halves_the_statevector():

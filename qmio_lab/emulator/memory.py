@@ -129,15 +129,20 @@ def estimate(
 
 
 def check_fits(circuit: QuantumCircuit, est: MemoryEstimate, largest_worker: int) -> None:
-    """Refuse a circuit that fits no worker, before any worker can be killed by it."""
+    """Refuse a circuit that fits no worker, before any worker can be killed by it, with what
+    each method would need: the statevector's size and the matrix product state's bound."""
     if est.needed_bytes <= largest_worker:
         return
+    mps = est.mps_bytes if est.mps_bytes is not None else mps_bytes(circuit, est.precision)
     single = ""
     if est.precision == "double" and est.method == STATEVECTOR:
-        single = " Single precision halves it: run(..., precision='single')."
+        single = " Single precision halves the statevector (one qubit more fits): run(..., precision='single')."
     raise EmulatorMemoryError(
-        f"circuit {circuit.name!r} on {est.num_qubits} qubits needs {est.describe()}, but the "
-        f"largest emulator worker has a memory limit of {format_bytes(largest_worker)}. "
-        f"Use fewer qubits, or workers with more memory (jobqueue.slurm.memory, or "
-        f"qmio.emulator.local.memory_limit).{single}"
+        f"circuit {circuit.name!r} on {est.num_qubits} qubits fits no emulator worker (the largest has a "
+        f"memory limit of {format_bytes(largest_worker)}): as a statevector it needs "
+        f"{format_bytes(_needed(est.statevector_bytes))} ({format_bytes(est.statevector_bytes)} of "
+        f"{est.precision}-precision state plus simulator and process overhead), as a matrix product state up to "
+        f"{format_bytes(_needed(mps))} (the bound its entanglement allows). Use fewer qubits, or workers with more "
+        f"memory (jobqueue.slurm.memory, or qmio.emulator.local.memory_limit).{single} For expectation values, "
+        "EstimatorV2 on the emulator cuts the circuit into parts that fit (qmio_lab.emulator.cutting)."
     )
