@@ -30,6 +30,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit.providers import BackendV2
 
 from qmio_lab import config
+from qmio_lab.bit_arrays import register_bit_arrays
 from qmio_lab.device.rules import has_measurement
 from qmio_lab.mitigation import SOURCES, ReadoutMitigator, measured_qubits
 from qmio_lab.observables import group_paulis, pauli_expectations
@@ -225,24 +226,13 @@ class SamplerV2(BaseSamplerV2):
 
     def _pub_result(self, template: Template, counts: list[dict[str, int]], shape, pub: SamplerPub,
                     mitigator: ReadoutMitigator | None = None) -> SamplerPubResult:
-        regs = []
-        start = 0
-        for creg in template.circuit.cregs:  # clbit order: registers in declaration order
-            regs.append((creg.name, creg.size, start))
-            start += creg.size
-        arrays = {name: np.zeros(shape + (pub.shots, max(math.ceil(size / 8), 1) if size else 0), np.uint8)
-                  for name, size, _ in regs}
+        cregs = template.circuit.cregs
+        arrays = {creg.name: np.zeros(shape + (pub.shots, max(math.ceil(creg.size / 8), 1) if creg.size else 0),
+                                      np.uint8) for creg in cregs}
         for index, c in zip(np.ndindex(*shape), counts):
-            samples = np.repeat(
-                np.array([int(k.replace(" ", ""), 2) for k in c], dtype=object),
-                np.array(list(c.values())),
-            )
-            self._rng.shuffle(samples)  # counts carry no order; give shots an unbiased order
-            for name, size, offset in regs:
-                if size:
-                    bits = [(int(s) >> offset) & ((1 << size) - 1) for s in samples]
-                    arrays[name][index] = BitArray.from_samples(bits, num_bits=size).array
-        data = DataBin(**{name: BitArray(arrays[name], size) for name, size, _ in regs}, shape=shape)
+            for name, bits in register_bit_arrays(c, cregs, self._rng).items():
+                arrays[name][index] = bits.array
+        data = DataBin(**{creg.name: BitArray(arrays[creg.name], creg.size) for creg in cregs}, shape=shape)
         metadata: dict[str, Any] = {"shots": pub.shots, "circuit_metadata": pub.circuit.metadata}
         if mitigator is not None:
             qubits = measured_qubits(template.circuit)
@@ -282,8 +272,9 @@ class EstimatorV2(BaseEstimatorV2):
         plans = []
         work: list[tuple[Template, np.ndarray | None, int]] = []
         cut: dict[int, PubResult] = {}
+        worker_memory: dict[str, int] = {}  # asked of the cluster once a run, when a pub needs it
         for i, pub in enumerate(pubs):
-            if _too_wide_for_a_worker(self.session.backend, pub.circuit):
+            if _too_wide_for_a_worker(self.session.backend, pub.circuit, worker_memory):
                 cut[i] = _cut_pub_result(self.session.backend, pub)
                 continue
             shots = max(math.ceil(1.0 / pub.precision**2), 1)
@@ -317,36 +308,46 @@ class EstimatorV2(BaseEstimatorV2):
                 for label, (value, _) in pauli_expectations(c, group).items():
                     expectations[b][label] = value
                     overheads[b][label] = overhead
-        obs_flat = pub.observables.ravel()
-        bshape = np.broadcast_shapes(pub.observables.shape, pshape)
-        obs_index = np.broadcast_to(np.arange(max(pub.observables.size, 1)).reshape(pub.observables.shape), bshape)
-        par_index = np.broadcast_to(np.arange(nbind).reshape(pshape), bshape)
-        evs = np.zeros(bshape)
-        stds = np.zeros(bshape)
-        for idx in np.ndindex(*bshape):
-            obs = obs_flat[int(obs_index[idx])]
-            table = expectations[int(par_index[idx])]
-            over = overheads[int(par_index[idx])]
-            ev, var = 0.0, 0.0
-            for label, coeff in obs.items():
-                identity = set(label) == {"I"}
-                value = 1.0 if identity else table[label]
-                ev += float(np.real(coeff)) * value
-                if not identity:  # mthree: a mitigated mean's variance grows by the overhead
-                    var += abs(coeff) ** 2 * max(over[label] - value**2, 0.0)
-            evs[idx] = ev
-            stds[idx] = math.sqrt(var / shots)
-        data = DataBin(evs=evs, stds=stds, shape=bshape)
+        evs, stds = _evs_and_stds(pub, pshape, expectations, shots, overheads)
+        data = DataBin(evs=evs, stds=stds, shape=evs.shape)
         metadata = {"target_precision": pub.precision, "shots": shots, "circuit_metadata": pub.circuit.metadata}
         if mitigator is not None:
             metadata["measure_mitigation"] = mitigator.source
         return PubResult(data, metadata=metadata)
 
 
-def _too_wide_for_a_worker(backend: BackendV2, circuit: Any) -> bool:
+def _evs_and_stds(pub: EstimatorPub, pshape: tuple[int, ...], values: list[dict[str, float]], shots: int,
+                  overheads: list[dict[str, float]] | None = None, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A pub's expectation values and standard errors, broadcast over observables × bindings,
+    from each binding's Pauli values. A Pauli's variance is its second moment (1, or mthree's
+    mitigation overhead) less its value squared; ``scale`` multiplies them all (a cut's sampling
+    overhead)."""
+    obs_flat = pub.observables.ravel()
+    nbind = int(np.prod(pshape)) if pshape else 1
+    bshape = np.broadcast_shapes(pub.observables.shape, pshape)
+    obs_index = np.broadcast_to(np.arange(max(pub.observables.size, 1)).reshape(pub.observables.shape), bshape)
+    par_index = np.broadcast_to(np.arange(nbind).reshape(pshape), bshape)
+    evs, stds = np.zeros(bshape), np.zeros(bshape)
+    for idx in np.ndindex(*bshape):
+        table = values[int(par_index[idx])]
+        moments = overheads[int(par_index[idx])] if overheads is not None else {}
+        ev, var = 0.0, 0.0
+        for label, coeff in obs_flat[int(obs_index[idx])].items():
+            identity = set(label) == {"I"}
+            value = 1.0 if identity else float(table[label])
+            ev += float(np.real(coeff)) * value
+            if not identity:
+                var += abs(coeff) ** 2 * max(moments.get(label, 1.0) - value**2, 0.0)
+        evs[idx] = ev
+        stds[idx] = math.sqrt(var * scale / shots)
+    return evs, stds
+
+
+def _too_wide_for_a_worker(backend: BackendV2, circuit: Any, worker_memory: dict[str, int]) -> bool:
     """An emulator pub whose circuit no worker can hold as a statevector or an MPS: it is cut.
-    The emulator is not imported for other backends: importing distributed off the main thread
-    (primitive jobs run in one) fails on its signal handlers."""
+    ``worker_memory`` keeps the largest worker's memory for the run's other pubs (one scheduler
+    round trip a run, not one a pub). The emulator is not imported for other backends: importing
+    distributed off the main thread (primitive jobs run in one) fails on its signal handlers."""
     emulator = sys.modules.get("qmio_lab.emulator.backend")
     if emulator is None or not isinstance(backend, emulator.EmulatorBackend) or circuit.num_qubits < 2:
         return False
@@ -354,7 +355,9 @@ def _too_wide_for_a_worker(backend: BackendV2, circuit: Any) -> bool:
 
     if circuit.num_qubits > backend.max_qubits:
         return True
-    largest = backend.worker_memory()
+    if "largest" not in worker_memory:
+        worker_memory["largest"] = backend.worker_memory()
+    largest = worker_memory["largest"]
     return estimate(circuit, None, None, largest).needed_bytes > largest
 
 
@@ -377,29 +380,16 @@ def _cut_pub_result(backend: BackendV2, pub: EstimatorPub) -> PubResult:
             tables.append(dict(zip(labels, found.values)))
         else:
             tables.append({})
-    bshape = np.broadcast_shapes(pub.observables.shape, pshape)
-    obs_index = np.broadcast_to(np.arange(max(pub.observables.size, 1)).reshape(pub.observables.shape), bshape)
-    par_index = np.broadcast_to(np.arange(nbind).reshape(pshape), bshape)
-    evs, stds = np.zeros(bshape), np.zeros(bshape)
     plan = estimates[0].plan if estimates else None
-    for idx in np.ndindex(*bshape):
-        table = tables[int(par_index[idx])]
-        ev, var = 0.0, 0.0
-        for label, coeff in obs_flat[int(obs_index[idx])].items():
-            value = 1.0 if set(label) == {"I"} else float(table[label])
-            ev += float(np.real(coeff)) * value
-            if set(label) != {"I"}:
-                var += abs(coeff) ** 2 * max(1.0 - min(value**2, 1.0), 0.0)
-        evs[idx] = ev
-        shots = estimates[0].shots if estimates else 1
-        stds[idx] = math.sqrt(var * (plan.sampling_overhead if plan else 1.0) / shots)
+    shots = estimates[0].shots if estimates else 1
+    evs, stds = _evs_and_stds(pub, pshape, tables, shots, scale=plan.sampling_overhead if plan else 1.0)
     metadata: dict[str, Any] = {"target_precision": pub.precision, "circuit_metadata": pub.circuit.metadata}
     if plan is not None:
         metadata.update(shots=estimates[0].shots, cutting={
             "plan": plan.describe(), "num_cuts": plan.num_cuts, "sampling_overhead": plan.sampling_overhead,
             "subexperiments": plan.num_subexperiments, "subcircuit_qubits": plan.subcircuit_qubits,
             "ran_on": estimates[0].ran_on, "job_ids": [job for e in estimates for job in e.metadata["job_ids"].values()]})
-    return PubResult(DataBin(evs=evs, stds=stds, shape=bshape), metadata=metadata)
+    return PubResult(DataBin(evs=evs, stds=stds, shape=evs.shape), metadata=metadata)
 
 
 def _mitigated_counts(mitigator: ReadoutMitigator, counts: dict[str, int], qubits: list[int]) -> tuple[dict[str, float], float]:

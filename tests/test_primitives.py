@@ -130,3 +130,17 @@ def test_session_stays_callable_after_the_primitives_are_imported():
         assert isinstance(s, qmio_lab.Session) and s.reservation is None
     with qmio_lab.session(AerSimulator()) as again:
         assert again.transpile_count == 0
+
+
+def test_counts_become_per_register_bit_arrays_of_the_same_shots():
+    from qiskit.circuit import ClassicalRegister
+
+    from qmio_lab.bit_arrays import register_bit_arrays
+
+    first, empty, second = ClassicalRegister(3, "a"), ClassicalRegister(0, "e"), ClassicalRegister(2, "b")
+    counts = {"01  110": 3, "10  001": 1}  # Qiskit's keys: last-declared register first
+    arrays = register_bit_arrays(counts, [first, empty, second], np.random.default_rng(1))
+    assert arrays["a"].get_counts() == {"110": 3, "001": 1} and arrays["b"].get_counts() == {"01": 3, "10": 1}
+    assert arrays["e"].num_bits == 0 and arrays["e"].num_shots == 4
+    pairs = {(a, b) for a, b in zip(arrays["a"].get_bitstrings(), arrays["b"].get_bitstrings())}
+    assert pairs == {("110", "01"), ("001", "10")}  # each shot's registers stay together

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit, QuantumRegister
-from qiskit.primitives import BitArray, DataBin, PrimitiveResult, SamplerPubResult
+from qiskit.primitives import DataBin, PrimitiveResult, SamplerPubResult
 from qiskit.quantum_info import PauliList, SparsePauliOp
 from qiskit_addon_cutting import (
     cut_wires, expand_observables, generate_cutting_experiments, partition_problem,
@@ -35,6 +35,7 @@ from qiskit_addon_cutting import (
 from qiskit_addon_cutting.automated_cut_finding import DeviceConstraints, OptimizationParameters, find_cuts
 
 from qmio_lab import config
+from qmio_lab.bit_arrays import register_bit_arrays
 from qmio_lab.emulator.memory import widest_statevector
 from qmio_lab.errors import CuttingError
 
@@ -358,18 +359,9 @@ def _runs(result: Any, labels: Sequence[Hashable]) -> list[dict[str, Any]]:
 
 
 def _sampler_result(circuits: Sequence[QuantumCircuit], counts: Sequence[dict[str, int]]) -> PrimitiveResult:
-    """SamplerV2 results (a BitArray per classical register), as the reconstruction reads them.
-    Counts keys hold the registers last-declared first, separated by spaces (Qiskit's order)."""
-    pubs = []
-    for circuit, c in zip(circuits, counts):
-        keys = [key.split(" ") for key in c]
-        repeats = list(c.values())
-        arrays = {}
-        for position, creg in enumerate(reversed(circuit.cregs)):  # every register's bits of the same shots
-            shots = [bits[position] for bits, n in zip(keys, repeats) for _ in range(n)]
-            arrays[creg.name] = BitArray.from_samples(shots, num_bits=creg.size)
-        pubs.append(SamplerPubResult(DataBin(**arrays, shape=())))
-    return PrimitiveResult(pubs)
+    """SamplerV2 results (a BitArray per classical register), as the reconstruction reads them."""
+    return PrimitiveResult([SamplerPubResult(DataBin(**register_bit_arrays(c, circuit.cregs), shape=()))
+                            for circuit, c in zip(circuits, counts)])
 
 
 __all__ = ["CutEstimate", "CutPlan", "check_plan", "defer_measurements", "estimate", "plan"]
