@@ -388,7 +388,8 @@ def _cut_pub_result(backend: BackendV2, pub: EstimatorPub) -> PubResult:
         metadata.update(shots=estimates[0].shots, cutting={
             "plan": plan.describe(), "num_cuts": plan.num_cuts, "sampling_overhead": plan.sampling_overhead,
             "subexperiments": plan.num_subexperiments, "subcircuit_qubits": plan.subcircuit_qubits,
-            "ran_on": estimates[0].ran_on, "job_ids": [job for e in estimates for job in e.metadata["job_ids"].values()]})
+            "ran_on": estimates[0].ran_on, "calibration_ids": estimates[0].metadata["calibration_ids"],
+            "where": estimates[0].where(), "job_ids": [job for e in estimates for job in e.metadata["job_ids"].values()]})
     return PubResult(DataBin(evs=evs, stds=stds, shape=evs.shape), metadata=metadata)
 
 

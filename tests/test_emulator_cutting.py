@@ -135,7 +135,8 @@ def test_estimator_v2_cuts_a_pub_wider_than_the_emulator_and_says_so(backend):
     cut = wide.metadata["cutting"]
     assert cut["num_cuts"] >= 1 and max(cut["subcircuit_qubits"].values()) <= 18
     assert wide.metadata["shots"] == pytest.approx(cut["sampling_overhead"] / 0.03**2, rel=0.01)
-    assert set(cut["ran_on"].values()) == {"emulator"}
+    assert set(cut["ran_on"].values()) == {"emulator"} and cut["calibration_ids"] == {}
+    assert all(line.split(": ", 1)[1].startswith("emulator on ") for line in cut["where"].splitlines())
     assert "cutting" not in small.metadata  # a pub that fits a worker runs whole
     assert abs(float(small.data.evs) - Statevector(narrow).expectation_value(SparsePauliOp("ZZII")).real) < 0.08
 

@@ -168,6 +168,10 @@ def test_a_40_qubit_observable_split_between_the_qpu_and_the_emulator(backend):
     assert {r.get("calibration_id") for r in runs if r["part"] == "A"} == {record["calibration_id"]}
     assert {r["method"] for r in runs if r["part"] == "B"} == {"matrix_product_state"}
     assert all(r["slurm_job_id"] for r in runs if r["part"] == "B")
+    where = estimate.where().splitlines()  # said plainly
+    assert where[0] == (f"part A (7 qubits, 6 subexperiments): qpu, calibration {record['calibration_id']}, "
+                        f"job {record['id']}")
+    assert where[1].startswith("part B (33 qubits, 6 subexperiments): emulator on ") and "SLURM jobs" in where[1]
     # noisy where the QPU ran it (gate and readout errors), still close to the noiseless value
     assert np.max(np.abs(estimate.values - mps_values(circuit, paulis))) < 0.2
 

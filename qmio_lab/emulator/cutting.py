@@ -71,6 +71,21 @@ class CutEstimate:
     ran_on: dict[Hashable, str] = field(default_factory=dict)  # label -> target (e.g. "emulator")
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def where(self) -> str:
+        """Which part ran where, in words: the QPU's calibration, the emulator's workers."""
+        lines = []
+        for label, target in self.ran_on.items():
+            runs = [r for r in self.metadata.get("runs", []) if r["part"] == label]
+            head = f"part {label} ({self.plan.subcircuit_qubits[label]} qubits, {len(runs)} subexperiments): {target}"
+            if target == "qpu":
+                head += f", calibration {self.metadata.get('calibration_ids', {}).get(label)}"
+            else:
+                workers = sorted({str(r.get("slurm_job_id") or r.get("worker")) for r in runs})
+                kind = "SLURM jobs" if any(r.get("slurm_job_id") for r in runs) else "workers"
+                head += f" on {len(workers)} {kind} ({', '.join(workers)})"
+            lines.append(head + f", job {self.metadata.get('job_ids', {}).get(label)}")
+        return "\n".join(lines)
+
 
 @dataclass
 class _Problem:
