@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 .PHONY: lab test bench system-deps slurm-deps clean qmio-client
 
 # What a fresh Debian lacks: python3-venv for the venv, Node.js/npm for the lab extension build and
-# JupyterHub's proxy. Installed only where missing (needs root, as make test runs in CI).
+# JupyterHub's proxy, sudo for the Hub's SLURM profile. Installed only where missing (needs root, as
+# make test runs in CI).
 system-deps:
 	@if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
 	  echo "installing python3-venv (needs root)"; \
@@ -18,6 +19,11 @@ system-deps:
 	@if ! command -v npm >/dev/null 2>&1; then \
 	  echo "installing nodejs and npm (needs root)"; \
 	  apt-get update -qq && apt-get install -y -qq nodejs npm; \
+	fi
+	@# sudo: the Hub's SLURM profile submits each user's session job as that user (sudo -E -u)
+	@if ! command -v sudo >/dev/null 2>&1; then \
+	  echo "installing sudo (needs root)"; \
+	  apt-get update -qq && apt-get install -y -qq sudo; \
 	fi
 
 $(STAMP): pyproject.toml | system-deps

@@ -9,10 +9,10 @@ authenticator only with the explicit demo switch; without it the site's authenti
 default) decides who logs in:
     QMIO_HUB_DEMO=1 jupyterhub -f deploy/jupyterhub/jupyterhub_config.py
 
-At an HPC centre, spawn user servers as SLURM jobs with batchspawner instead (pip install
-batchspawner) and use the site's authenticator, e.g.:
-    export QMIO_HUB_SPAWNER=batchspawner.SlurmSpawner QMIO_HUB_AUTHENTICATOR=pam
-and set c.SlurmSpawner.req_partition / req_runtime / req_memory (see batchspawner's docs).
+At an HPC centre, user servers are SLURM jobs: QMIO_HUB_SPAWNER=slurm loads the SLURM profile
+(slurm_profile.py beside this file: batchspawner's SlurmSpawner, the partition in
+QMIO_HUB_PARTITION, the QPU service gated by SLURM), with the site's authenticator, e.g.:
+    QMIO_HUB_SPAWNER=slurm QMIO_HUB_PARTITION=qpu jupyterhub -f deploy/jupyterhub/jupyterhub_config.py
 The Hub's public URL must then be reachable from compute nodes (QMIO_HUB_PUBLIC_URL).
 
 Settings come from environment variables so that one file serves demos, tests and sites.
@@ -54,7 +54,9 @@ c.Authenticator.allow_all = demo  # at a site, allow users or groups in the site
 c.Authenticator.admin_users = {u for u in env("QMIO_HUB_ADMINS", "ops").split(",") if u}
 
 # --- user servers -------------------------------------------------------------------------
-c.JupyterHub.spawner_class = env("QMIO_HUB_SPAWNER", "simple")
+spawner_setting = env("QMIO_HUB_SPAWNER", "simple")
+slurm_profile = spawner_setting in ("slurm", "batchspawner.SlurmSpawner")
+c.JupyterHub.spawner_class = "simple" if slurm_profile else spawner_setting  # the profile sets its own
 c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 120
@@ -63,8 +65,9 @@ if os.geteuid() == 0:
     c.Spawner.args = ["--allow-root"]
 c.Spawner.environment = {
     "QMIO_QPU_URL": f"{public_url}/services/qmio-qpu",
-    # each user keeps their own emulator cluster and notebooks state
-    "QMIO_LAB_HOME": str(state_dir / "users" / "{username}"),
+    # each user keeps their own emulator cluster and notebooks state (a callable: JupyterHub
+    # does not expand {username} in environment values)
+    "QMIO_LAB_HOME": lambda spawner: str(state_dir.resolve() / "users" / spawner.user.name),
 }
 
 # Every user may use the QPU service. A user server's token gets least privilege: the Hub's
@@ -89,3 +92,13 @@ c.JupyterHub.services = [
         "oauth_no_confirm": True,
     }
 ]
+
+# --- user servers as SLURM jobs (after the service, which the profile gates by SLURM) -------
+if slurm_profile:  # a module, not a sub-config: it extends the settings above rather than replacing them
+    import importlib.util
+
+    _path = Path(__file__).with_name("slurm_profile.py")  # noqa: F821 - __file__ is set by traitlets
+    _spec = importlib.util.spec_from_file_location("qmio_slurm_profile", _path)
+    _profile = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_profile)
+    _profile.configure(c)

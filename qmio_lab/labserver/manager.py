@@ -121,10 +121,24 @@ class QmioLabManager:
             raise LabError(400, f"'name' must be a string (e.g. the file's name) or null; got {_show(name)}")
         return await self._run(self._qpu, lambda c: c.submit(qasm, shots=shots, name=name or None))
 
+    # ---- the session's own SLURM job -----------------------------------------------------------
+    async def session(self) -> dict[str, Any]:
+        """The SLURM job this server runs in (``session_job`` is null outside SLURM), with a
+        warning once its walltime is near; a SLURM that cannot answer is ``session_error``."""
+        from qmio_lab.labserver.session_job import SessionJobError, session_job
+
+        try:
+            return {"session_job": await self._run(session_job)}
+        except SessionJobError as exc:
+            return {"session_job": None, "session_error": str(exc)}
+
     # ---- the emulator --------------------------------------------------------------------------
     async def emulator_status(self) -> dict[str, Any]:
+        """The emulator's cluster and worker jobs, and beside them the session's own SLURM job
+        (:meth:`session`): the panel shows the two together, from one poll."""
         _import_emulator()
-        return await self._run(self.emulator.state)
+        state, session = await asyncio.gather(self._run(self.emulator.state), self.session())
+        return {**state, **session}
 
     async def emulator_run(self, qasm: Any = None, shots: Any = 1000) -> dict[str, Any]:
         """Emulate an OpenQASM program here. It is parsed in this server's process, so what the

@@ -78,10 +78,9 @@ def _write_settings(settings_dir: Path) -> None:
     (ours / "plugin.jupyterlab-settings").write_text(json.dumps({"refreshInterval": 1}))
 
 
-@pytest.fixture(scope="module")
-def lab(qpu_service, tmp_path_factory):
-    """``jupyter lab`` as a user runs it, sharing the QPU service through $QMIO_LAB_HOME."""
-    root = tmp_path_factory.mktemp("lab")
+def start_lab(qpu_service: dict, root: Path, launcher: list[str] | None = None) -> tuple[subprocess.Popen, dict]:
+    """``jupyter lab`` as a user runs it, sharing the QPU service through $QMIO_LAB_HOME;
+    ``launcher`` runs it inside something (``srun ...``: the lab is then a SLURM job's)."""
     notebooks, settings = root / "notebooks", root / "settings"
     notebooks.mkdir()
     _write_settings(settings)
@@ -93,9 +92,10 @@ def lab(qpu_service, tmp_path_factory):
            "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
            # an emulator cluster (the lab's or a kernel's) gets one worker: the machine has 2 cores
            "DASK_QMIO__EMULATOR__LOCAL__N_WORKERS": "1"}
+    env.pop("SLURM_JOB_ID", None)  # a lab outside SLURM, unless the launcher makes it a job's
     log = open(root / "lab.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+        [*(launcher or []), sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}",
          "--LabApp.news_url=None", "--ServerApp.open_browser=False"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -111,12 +111,22 @@ def lab(qpu_service, tmp_path_factory):
             pass
         assert time.monotonic() < deadline, f"JupyterLab did not start:\n{(root / 'lab.log').read_text()}"
         time.sleep(0.2)
-    yield {"url": url, "token": token, "notebooks": notebooks, "log": root / "lab.log", "settings": settings}
+    return proc, {"url": url, "token": token, "notebooks": notebooks, "log": root / "lab.log", "settings": settings}
+
+
+def stop_lab(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def lab(qpu_service, tmp_path_factory):
+    proc, info = start_lab(qpu_service, tmp_path_factory.mktemp("lab"))
+    yield info
+    stop_lab(proc)
 
 
 @pytest.fixture(scope="session")

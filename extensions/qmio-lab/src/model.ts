@@ -18,8 +18,8 @@ const CHIP_MAX_AGE_MS = 10 * 60 * 1000;
 
 /**
  * One poller shared by the sidebar, the status bar and the dashboard: it asks the server
- * extension for the QPU status, the user's jobs and the emulator cluster, backs off while
- * they fail, and stands by while the page is hidden.
+ * extension for the QPU status, the user's jobs and the emulator cluster (with the session's
+ * own SLURM job), backs off while they fail, and stands by while the page is hidden.
  */
 export class QmioModel implements IDisposable {
   constructor(intervalSeconds = 5) {

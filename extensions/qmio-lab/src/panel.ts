@@ -17,8 +17,8 @@ const JOB_COLUMNS: [string, string][] = [
 ];
 
 /**
- * The "QMIO" sidebar: QPU state, calibration, chip map, queue, the user's jobs (cancellable)
- * and the emulator cluster. It only renders what the shared model polled.
+ * The "QMIO" sidebar: QPU state, calibration, chip map, queue, the user's jobs (cancellable),
+ * the session's own SLURM job and the emulator cluster. It only renders what the shared model polled.
  */
 export class QmioPanel extends Widget {
   constructor(
@@ -52,6 +52,8 @@ export class QmioPanel extends Widget {
     this._chipView = el('div', 'jp-qmio-chip-view');
     this._chipBox.appendChild(this._chipView);
     this._jobs = this._section('My jobs', 'jp-qmio-jobs');
+    this._session = this._section('Session', 'jp-qmio-session');
+    (this._session.parentElement as HTMLElement).hidden = true; // until a poll finds a SLURM job
     this._emulator = this._section('Emulator', 'jp-qmio-emulator');
 
     model.changed.connect(this._render, this);
@@ -107,7 +109,39 @@ export class QmioPanel extends Widget {
     } else {
       this._renderJobs(snap.jobs);
     }
+    this._renderSession(snap.emulator);
     this._renderEmulator(snap.emulator, snap.emulatorError);
+  }
+
+  /** The SLURM job this server runs in, beside the emulator's worker jobs; hidden outside SLURM. */
+  private _renderSession(state: IEmulatorState | null): void {
+    const section = this._session.parentElement as HTMLElement;
+    const job = state?.session_job ?? null;
+    section.hidden = !job && !state?.session_error;
+    if (!job) {
+      this._session.replaceChildren(
+        ...(state?.session_error ? [el('div', 'jp-qmio-error', state.session_error)] : [])
+      );
+      return;
+    }
+    const left =
+      job.time_left_s === null ? 'no time limit' : `${formatDuration(job.time_left_s)} left`;
+    const summary = el(
+      'div',
+      'jp-qmio-session-job',
+      `SLURM job ${job.id} · ${job.partition ?? '—'} · ${job.state} · ${left}`
+    );
+    summary.dataset.jobId = job.id;
+    summary.title = job.time_limit ? `time limit ${job.time_limit}` : '';
+    const parts: HTMLElement[] = [summary];
+    if (job.warning) {
+      parts.push(el('div', 'jp-qmio-error jp-qmio-session-warning', job.warning));
+      if (!this._warned.has(job.id)) {
+        this._warned.add(job.id); // once per job: the panel re-renders every poll
+        Notification.warning(job.warning, { autoClose: false });
+      }
+    }
+    this._session.replaceChildren(...parts);
   }
 
   private _renderQPU(snap: ISnapshot): void {
@@ -265,4 +299,6 @@ export class QmioPanel extends Widget {
   private _select: HTMLSelectElement;
   private _jobs: HTMLElement;
   private _emulator: HTMLElement;
+  private _session: HTMLElement;
+  private _warned = new Set<string>();
 }

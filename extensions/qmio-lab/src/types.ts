@@ -76,6 +76,22 @@ export interface IEmulatorState {
   slurm_jobs: { id: string; state: string; name?: string; partition?: string; elapsed?: string }[];
   slurm_error?: string;
   error?: string;
+  /** the SLURM job this server runs in; null outside SLURM */
+  session_job?: ISessionJob | null;
+  session_error?: string;
+}
+
+/** The SLURM job this Jupyter server runs in (a Hub session, `srun jupyter lab`). */
+export interface ISessionJob {
+  id: string;
+  partition: string | null;
+  /** squeue's state in lower case; 'ended' once SLURM no longer lists the job */
+  state: string;
+  /** seconds until the walltime, when the poll asked; null without a time limit */
+  time_left_s: number | null;
+  time_limit: string | null;
+  /** set from ten minutes before the walltime: what to do before SLURM ends the session */
+  warning: string | null;
 }
 
 /** What one poll learned; `error` is set when the QPU service or the server extension is unreachable. */
