@@ -193,6 +193,7 @@ def test_a_session_outside_the_qpu_partition_is_refused_with_how_to_get_access(h
     said = stdout + "\n".join(errors)  # IPython prints a UsageError as one line on stderr
     assert "UsageError" in said and f"SLURM job {job['id']} runs in partition 'emulator'" in said, said
     assert "the QPU is reachable only from partition 'qpu'" in said and "--partition qpu" in said
+    assert "a Jupyter session started in partition qpu" in said and "qmio tunnel --slurm" in said
     stop_server(hub, CAROL)
 
 

@@ -31,8 +31,10 @@ class SlurmGate:
         self._lock = threading.Lock()
 
     def _hint(self) -> str:
-        return (f"submit from a batch job (#SBATCH --partition {self.partition}) or an interactive "
-                f"tunnel (srun --partition {self.partition} --time 15 --pty bash)")
+        return (f"submit from a batch job (#SBATCH --partition {self.partition}), an interactive "
+                f"tunnel (srun --partition {self.partition} --time 15 --pty bash), a Jupyter session "
+                f"started in partition {self.partition}, or open a QMIO tunnel from here "
+                f"(qmio tunnel --slurm: a job in {self.partition} that QMIO's client reaches)")
 
     def check(self, user: str, slurm_job_id: str | None) -> None:
         """Return if allowed; raise :class:`SlurmGateRefused` saying why not and what to do."""
