@@ -163,3 +163,35 @@ def test_07_from_qmio_to_qmio_lab(lab_home):
     assert max(check["tvds"].values()) < 0.04, check
     assert all(0.04 < d < 0.25 for d in check["ideal_tvds"].values()), check
     assert png_outputs(book) >= 1
+
+
+def test_08_beyond_one_node(lab_home):
+    """A 34-qubit energy by circuit cutting on two Dask workers (issue 18) is within 0.05 of Aer's
+    exact MPS value, and the notebook draws where and when its subexperiments ran."""
+    import math
+
+    check, book = run_notebook("08_beyond_one_node")
+    # the plan, known before anything ran: a CX (overhead 9) and an RZZ(0.3) ((1 + 2 sin 0.3)^2) cut,
+    # 6 x 6 QPD terms on each of the two 17-qubit parts
+    plan = check["plan"]
+    assert plan["num_cuts"] == 2 and plan["subcircuit_qubits"] == {"A": 17, "B": 17}, plan
+    assert plan["sampling_overhead"] == pytest.approx(9 * (1 + 2 * math.sin(0.3)) ** 2), plan
+    assert plan["num_subexperiments"] == check["estimate_plan_subexperiments"] == 72, plan
+    assert check["shots"] == math.ceil(plan["sampling_overhead"] / 0.05**2)  # precision=0.05
+    # the energy: cut estimate and EstimatorV2 (which runs this MPS-friendly pub whole) against exact MPS
+    assert abs(check["energy"] - check["reference"]) < 0.05, check
+    assert abs(check["estimator_energy"] - check["reference"]) < 0.05, check
+    assert not check["estimator_cut"] and 0 < check["estimator_stds"] < 0.01
+    assert check["reference"] < -0.1  # far from zero: a broken reconstruction would show
+    # every subexperiment ran once, on the two workers of the scaled cluster, both of which took some
+    runs = check["runs"]
+    assert len(runs) == 72 and [r["part"] for r in runs] == ["A"] * 36 + ["B"] * 36
+    assert len(check["cluster_workers"]) == 2 and {r["worker"] for r in runs} == set(check["cluster_workers"])
+    assert all(r["method"] == "statevector" and r["started"] <= r["finished"] for r in runs)
+    assert check["bar"] == 72  # the progress bar reached the end
+    assert [line.split(" (")[0] for line in check["where"].splitlines()] == ["part A", "part B"]
+    assert all(": emulator on " in line for line in check["where"].splitlines()), check["where"]
+    # the plot: a bar per batch, a line per worker whose ends add up to every subexperiment
+    assert check["plotted_workers"] == 2 and sum(check["plotted_done"]) == 72
+    assert check["plotted_batches"] == len({(r["worker"], r["batch"]) for r in runs})
+    assert png_outputs(book) >= 1

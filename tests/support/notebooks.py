@@ -86,6 +86,22 @@ check = {
     "zmq_server_left": os.environ.get("ZMQ_SERVER"),
 }
 ''',
+    '08_beyond_one_node': '''\
+check = {
+    "energy": energy, "reference": reference, "estimator_energy": estimator_energy,
+    "estimator_stds": float(pub_result.data.stds), "estimator_cut": "cutting" in pub_result.metadata,
+    "plan": {"num_cuts": plan.num_cuts, "sampling_overhead": plan.sampling_overhead,
+             "num_subexperiments": plan.num_subexperiments, "subcircuit_qubits": plan.subcircuit_qubits},
+    "estimate_plan_subexperiments": estimate.plan.num_subexperiments, "shots": estimate.shots,
+    "where": estimate.where(),
+    "runs": [{"part": r["part"], "worker": r["worker"], "batch": r["batch"], "started": r["batch_started"],
+              "finished": r["batch_finished"], "method": r["method"]} for r in estimate.metadata["runs"]],
+    "cluster_workers": sorted(emulator.client().scheduler_info(n_workers=-1)["workers"]),
+    "bar": bar.value, "plotted_workers": len(done.lines),
+    "plotted_done": [float(line.get_ydata()[-1]) for line in done.lines],
+    "plotted_batches": sum(not patch.get_fill() for patch in timeline.patches),  # one outline a batch
+}
+''',
 }
 
 _MARK = "QMIO_CHECK "
