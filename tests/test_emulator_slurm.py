@@ -17,6 +17,7 @@ from qmio_lab.device import QmioDevice
 from qmio_lab.emulator import EmulatorBackend, cutting
 from qmio_lab.emulator.memory import widest_statevector
 from qmio_lab.errors import CuttingError
+from support.services import local_service
 from support.slurm import SCRIPT, diagnostics, start_two_workers
 from test_emulator_cutting import mps_values
 from support.circuits import basis_state, ghz, two_halves
@@ -148,20 +149,26 @@ def z_on(num_qubits: int, *qubits: int) -> str:
     return "".join("Z" if q in qubits else "I" for q in reversed(range(num_qubits)))
 
 
-def test_a_40_qubit_observable_split_between_the_qpu_and_the_emulator(backend):
-    """Seven qubits on the (noisy) QPU, 33 on the SLURM workers (as a matrix product state),
-    joined by one cut CX."""
+@pytest.fixture
+def qpu(tmp_path):
+    """The QPU a user's code gets (qmio_lab.get_backend), its service started for this test."""
     import qmio_lab
 
+    with local_service(tmp_path / "home"):
+        yield qmio_lab.get_backend("qpu")
+
+
+def test_a_40_qubit_observable_split_between_the_qpu_and_the_emulator(backend, qpu):
+    """Seven qubits on the (noisy) QPU, 33 on the SLURM workers (as a matrix product state),
+    joined by one cut CX."""
     circuit = two_halves(40, layers=1, seed=3, first=7)
     paulis = [z_on(40, 0), z_on(40, 6, 7), z_on(40, 6), z_on(40, 8)]
-    qpu = qmio_lab.get_backend("qpu")
     estimate = cutting.estimate(circuit, paulis, backend=backend, partition_labels="A" * 7 + "B" * 33,
                                 targets={"A": "qpu"}, shots=8000, seed=2)
     assert estimate.ran_on == {"A": "qpu", "B": "emulator"}
     assert estimate.plan.subcircuit_qubits == {"A": 7, "B": 33} and estimate.plan.num_subexperiments == 12
     # the QPU's part was an ordinary job of the queue, run with the calibration the estimate names
-    record = qpu.client.job(estimate.metadata["job_ids"]["A"])
+    record = qpu.client.job(estimate.metadata["job_ids"]["A"])  # the service the user's "qpu" reaches
     assert record["state"] == "done" and record["num_circuits"] == 6
     assert estimate.metadata["calibration_ids"] == {"A": record["calibration_id"]}
     runs = estimate.metadata["runs"]
@@ -176,11 +183,11 @@ def test_a_40_qubit_observable_split_between_the_qpu_and_the_emulator(backend):
     assert np.max(np.abs(estimate.values - mps_values(circuit, paulis))) < 0.2
 
 
-def test_a_part_wider_than_the_qpu_is_refused_before_anything_runs(backend):
+def test_a_part_wider_than_the_qpu_is_refused_before_anything_runs(backend, qpu):
     circuit = two_halves(40, layers=1, seed=3, first=33)
     with pytest.raises(CuttingError, match="part 'A' has 33 qubits; the QPU has 32"):
         cutting.estimate(circuit, [z_on(40, 0)], backend=backend, partition_labels="A" * 33 + "B" * 7,
-                         targets={"A": "qpu"})
+                         targets={"A": qpu})
 
 
 def test_replayed_noise_spoils_ghz_while_noiseless_is_perfect(backend, device: QmioDevice):
