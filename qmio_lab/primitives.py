@@ -274,7 +274,7 @@ class EstimatorV2(BaseEstimatorV2):
         cut: dict[int, PubResult] = {}
         worker_memory: dict[str, int] = {}  # asked of the cluster once a run, when a pub needs it
         for i, pub in enumerate(pubs):
-            if _too_wide_for_a_worker(self.session.backend, pub.circuit, worker_memory):
+            if _asks_for_cuts(pub.circuit) or _too_wide_for_a_worker(self.session.backend, pub.circuit, worker_memory):
                 cut[i] = _cut_pub_result(self.session.backend, pub)
                 continue
             shots = max(math.ceil(1.0 / pub.precision**2), 1)
@@ -343,6 +343,13 @@ def _evs_and_stds(pub: EstimatorPub, pshape: tuple[int, ...], values: list[dict[
     return evs, stds
 
 
+def _asks_for_cuts(circuit: Any) -> bool:
+    """The circuit's metadata names its parts (``partition_labels``, one per qubit): it is cut
+    there, whatever its width, with the parts run where ``cut_targets`` says (label -> "qpu" or
+    "emulator"; by default the Estimator's own target)."""
+    return bool((getattr(circuit, "metadata", None) or {}).get("partition_labels"))
+
+
 def _too_wide_for_a_worker(backend: BackendV2, circuit: Any, worker_memory: dict[str, int]) -> bool:
     """An emulator pub whose circuit no worker can hold as a statevector or an MPS: it is cut.
     ``worker_memory`` keeps the largest worker's memory for the run's other pubs (one scheduler
@@ -363,11 +370,13 @@ def _too_wide_for_a_worker(backend: BackendV2, circuit: Any, worker_memory: dict
 
 def _cut_pub_result(backend: BackendV2, pub: EstimatorPub) -> PubResult:
     """A pub estimated by circuit cutting (qmio_lab.emulator.cutting), one cut run per parameter
-    binding for every Pauli its observables name; the plan and where it ran go in the metadata."""
+    binding for every Pauli its observables name, along the parts its circuit's metadata names
+    (else where find_cuts puts them); the plan and where it ran go in the metadata."""
     from qmio_lab.emulator import cutting
 
     obs_flat = pub.observables.ravel()
     labels = sorted({label for obs in obs_flat for label in obs if set(label) != {"I"}})
+    asked = pub.circuit.metadata or {}
     rows, pshape = pub.parameter_values.as_array(), pub.parameter_values.shape
     nbind = int(np.prod(pshape)) if pshape else 1
     flat_rows = rows.reshape(nbind, -1) if rows.size else None
@@ -375,7 +384,8 @@ def _cut_pub_result(backend: BackendV2, pub: EstimatorPub) -> PubResult:
     for b in range(nbind):
         circuit = pub.circuit if flat_rows is None else pub.circuit.assign_parameters(flat_rows[b])
         if labels:
-            found = cutting.estimate(circuit, labels, backend=backend, precision=pub.precision)
+            found = cutting.estimate(circuit, labels, backend=backend, precision=pub.precision,
+                                     partition_labels=asked.get("partition_labels"), targets=asked.get("cut_targets"))
             estimates.append(found)
             tables.append(dict(zip(labels, found.values)))
         else:

@@ -11,6 +11,7 @@ from qiskit.quantum_info import SparsePauliOp, Statevector
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
+import qmio_lab
 from qmio_lab.emulator import EmulatorBackend, cutting
 from qmio_lab.errors import CuttingError
 from support.circuits import two_halves
@@ -121,7 +122,6 @@ def test_observables_and_measurements_are_checked():
 def test_estimator_v2_cuts_a_pub_wider_than_the_emulator_and_says_so(backend):
     import dask.config
 
-    import qmio_lab
 
     chain = two_halves(36, seed=4)
     observable = SparsePauliOp(["I" * 17 + "ZZ" + "I" * 17, "I" * 35 + "Z"], coeffs=[0.5, -1.0])
@@ -157,3 +157,16 @@ def test_a_cut_estimate_asks_an_adaptive_cluster_for_more_workers():
         assert len({r["batch"] for r in runs}) == 5  # 72 subexperiments for two workers (for one: 4 batches)
         assert len({r["worker"] for r in runs}) == 2, runs
         assert abs(estimate.values[0] - mps_values(circuit, ["I" * 33 + "Z"])[0]) < 0.05
+
+
+def test_estimator_v2_cuts_along_the_parts_a_circuits_metadata_names(backend):
+    """A circuit that fits a worker is still cut when its metadata names its parts."""
+    circuit = two_halves(8, seed=3)
+    circuit.metadata = {"partition_labels": "AAAABBBB"}
+    observable = SparsePauliOp(["IIIZZIII", "ZZZZZZZZ"], coeffs=[0.5, 0.5])
+    result = qmio_lab.EstimatorV2(mode=backend, default_precision=0.03).run([(circuit, observable)]).result()[0]
+    cut = result.metadata["cutting"]
+    assert cut["plan"].startswith("8 qubits cut 2 times into 2 parts (A: 4 qubits, B: 4 qubits)")
+    assert cut["ran_on"] == {"A": "emulator", "B": "emulator"}
+    exact = Statevector(two_halves(8, seed=3)).expectation_value(observable).real
+    assert abs(float(result.data.evs) - exact) < 0.1

@@ -183,6 +183,24 @@ def test_a_40_qubit_observable_split_between_the_qpu_and_the_emulator(backend, q
     assert np.max(np.abs(estimate.values - mps_values(circuit, paulis))) < 0.2
 
 
+def test_estimator_v2_sends_the_parts_its_circuits_metadata_names_to_the_qpu(backend, qpu):
+    """Qiskit's EstimatorV2 interface: the circuit's metadata names its parts and where they run."""
+    from qiskit.quantum_info import SparsePauliOp
+
+    import qmio_lab
+
+    circuit = two_halves(40, layers=1, seed=3, first=7)
+    observable = SparsePauliOp([z_on(40, 6, 7), z_on(40, 8)], coeffs=[0.5, 0.5])
+    reference = 0.5 * mps_values(circuit, [z_on(40, 6, 7), z_on(40, 8)]).sum()
+    circuit.metadata = {"partition_labels": "A" * 7 + "B" * 33, "cut_targets": {"A": "qpu"}}
+    result = qmio_lab.EstimatorV2(mode=backend, default_precision=0.05).run([(circuit, observable)]).result()[0]
+    cut = result.metadata["cutting"]
+    assert cut["plan"].startswith("40 qubits cut 1 times into 2 parts (A: 7 qubits, B: 33 qubits)")
+    assert cut["ran_on"] == {"A": "qpu", "B": "emulator"}
+    assert cut["calibration_ids"] == {"A": qpu.client.job(cut["job_ids"][0])["calibration_id"]}
+    assert abs(float(result.data.evs) - reference) < 0.2
+
+
 def test_a_part_wider_than_the_qpu_is_refused_before_anything_runs(backend, qpu):
     circuit = two_halves(40, layers=1, seed=3, first=33)
     with pytest.raises(CuttingError, match="part 'A' has 33 qubits; the QPU has 32"):
