@@ -62,3 +62,20 @@ def test_request_checks(req, message):
     with pytest.raises(UsageError, match=message):
         check_request(req)
     check_request(RunRequest("emulator", 10, 1, "calibration:cal-1", None, 0))
+
+
+def test_an_interrupt_during_a_held_block_is_raised_by_the_caller_after_it():
+    import os
+    import signal
+
+    from qmio_lab.magics.interrupts import interrupt_held
+
+    before = signal.getsignal(signal.SIGINT)
+    with interrupt_held() as interrupted:
+        os.kill(os.getpid(), signal.SIGINT)  # as Jupyter interrupts a kernel
+        steps = ["the block ran to its end"]
+    assert interrupted and steps
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C works as before once the block ends
+    with interrupt_held() as quiet:
+        pass
+    assert not quiet

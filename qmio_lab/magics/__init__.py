@@ -14,6 +14,7 @@ from IPython.display import display
 
 from qmio_lab import config
 from qmio_lab.magics.cells import read_cell
+from qmio_lab.magics.interrupts import interrupt_held
 from qmio_lab.magics.commands import COMMANDS, full_help, help_text
 from qmio_lab.magics.running import TARGETS, RunRequest, Targets, check_request, one_line
 
@@ -68,10 +69,14 @@ class QmioMagics(Magics):
         _check_var(args.output)
         req = RunRequest(args.target, args.shots, args.optimization_level, args.noise, args.name, args.priority)
         check_request(req)
-        job = self.targets.submit(read_cell(cell, self.shell.user_ns, args.circuit), req)
-        job_id = job.job_id() if callable(job.job_id) else job.job_id
-        self.jobs[job_id] = job
-        self.jobs_target[job_id] = args.target
+        circuits = read_cell(cell, self.shell.user_ns, args.circuit)
+        with interrupt_held() as interrupted:  # a job submitted is a job known, so it can be cancelled
+            job = self.targets.submit(circuits, req)
+            job_id = job.job_id() if callable(job.job_id) else job.job_id
+            self.jobs[job_id] = job
+            self.jobs_target[job_id] = args.target
+        if interrupted:
+            _cancel_interrupted(job, job_id, None)
         return self._follow_async(job, args) if args.run_async else self._follow(job, args)
 
     def _follow_async(self, job: Any, args: Any) -> Any:
@@ -100,16 +105,15 @@ class QmioMagics(Magics):
         job_id = job.job_id() if callable(job.job_id) else job.job_id
         monitor = None
         try:  # from submission on, an interrupt at any point cancels the job
-            monitor = JobMonitor(job)
-            self.monitors.append(monitor)
-            display(monitor)
+            with interrupt_held() as interrupted:  # never inside the widget messages display sends
+                monitor = JobMonitor(job)
+                self.monitors.append(monitor)
+                display(monitor)
+            if interrupted:
+                raise KeyboardInterrupt
             result = job.result()
         except KeyboardInterrupt:
-            cancelled = _try_cancel(job)
-            if monitor is not None:
-                monitor.wait(5)
-            what = "cancelled" if cancelled else "not cancelled: it is already running and will finish"
-            raise UsageError(f"interrupted; job {job_id} {what} (%qmio jobs shows it)") from None
+            _cancel_interrupted(job, job_id, monitor)
         except QiskitError as exc:
             monitor.wait(5)
             raise UsageError(f"job {job_id} did not complete: {one_line(exc)}") from None
@@ -147,6 +151,15 @@ class QmioMagics(Magics):
 
 
 QmioMagics.qmio_line.__doc__ = f"{QmioMagics.qmio_line.__doc__}\nSubcommands\n-----------\n{full_help()}"
+
+
+def _cancel_interrupted(job: Any, job_id: str, monitor: Any) -> None:
+    """An interrupted cell's job: cancel it, let its monitor show that, say so."""
+    cancelled = _try_cancel(job)
+    if monitor is not None:
+        monitor.wait(5)
+    what = "cancelled" if cancelled else "not cancelled: it is already running and will finish"
+    raise UsageError(f"interrupted; job {job_id} {what} (%qmio jobs shows it)") from None
 
 
 def _try_cancel(job: Any) -> bool:
