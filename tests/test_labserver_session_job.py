@@ -9,8 +9,8 @@ import pytest
 
 from qmio_lab.labserver.manager import QmioLabManager
 
-from qmio_lab.labserver.session_job import (WARN_BEFORE_END_S, SessionJobError, parse_job, session_job,
-                                            slurm_duration_s, walltime_warning)
+from qmio_lab.labserver.session_job import WARN_BEFORE_END_S, SessionJobError, parse_job, session_job, walltime_warning
+from qmio_lab.slurm import duration_s
 from support.cli import wait_for
 from support.slurm import diagnostics
 
@@ -20,13 +20,13 @@ from support.slurm import diagnostics
     ("1-00:00:00", 86400), ("2-03:04:05", 183845), ("1-02", 93600), ("UNLIMITED", None), ("NOT_SET", None),
 ])
 def test_durations_as_squeue_prints_them(text, seconds):
-    assert slurm_duration_s(text) == seconds
+    assert duration_s(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["soon", "1:2:3:4", "1-", "1-x"])
 def test_unreadable_durations_say_what_is_expected(text):
     with pytest.raises(ValueError, match="expected e.g. 1-02:03:04"):
-        slurm_duration_s(text)
+        duration_s(text)
 
 
 def test_the_warning_starts_ten_minutes_before_the_walltime():

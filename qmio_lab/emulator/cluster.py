@@ -26,6 +26,7 @@ from distributed.deploy import Cluster
 from qmio_lab import config
 from qmio_lab.emulator import mainguard
 from qmio_lab.errors import EmulatorClusterError
+from qmio_lab.slurm import duration_s
 
 _KINDS = ("local", "slurm")
 #: Superseded dask-jobqueue settings: passing them, even empty, makes it warn.
@@ -55,18 +56,13 @@ def cluster_kind(setting: str | None = None) -> str:
 
 def walltime_seconds(walltime: str) -> int:
     """Seconds in a SLURM walltime: ``MM``, ``MM:SS``, ``HH:MM:SS`` or ``D-HH[:MM[:SS]]``."""
-    days, _, clock = walltime.strip().rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    if not 1 <= len(parts) <= 3 or (days and not days.isdigit()):
+    try:
+        seconds = duration_s(walltime)
+    except ValueError:
+        seconds = None
+    if seconds is None:
         raise EmulatorClusterError(f"cannot read SLURM walltime {walltime!r}; write e.g. '01:00:00'")
-    if days:  # D-HH, D-HH:MM, D-HH:MM:SS
-        h, m, s = (parts + [0, 0])[:3]
-        return ((int(days) * 24 + h) * 60 + m) * 60 + s
-    if len(parts) == 1:
-        return parts[0] * 60
-    if len(parts) == 2:
-        return parts[0] * 60 + parts[1]
-    return (parts[0] * 60 + parts[1]) * 60 + parts[2]
+    return seconds
 
 
 def lifetime_args(walltime: str, margin: float, stagger: float) -> list[str]:

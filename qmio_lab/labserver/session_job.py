@@ -8,40 +8,19 @@ partition, state and time left, and warns :data:`WARN_BEFORE_END_S` before the e
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from qmio_lab.errors import QmioError
+from qmio_lab.errors import QmioError, SlurmCommandError
+from qmio_lab.slurm import duration_s, is_job_id, squeue_job
 
 WARN_BEFORE_END_S = 600  # ten minutes: time to save a notebook and let a QPU job finish
 SQUEUE_TIMEOUT_S = 5.0
 _FORMAT = "%i|%P|%T|%L|%l"  # job id, partition, state, time left, time limit
-_NO_LIMIT = ("UNLIMITED", "NOT_SET", "INVALID", "")
 
 
 class SessionJobError(QmioError):
     """``squeue`` could not say what this server's SLURM job is."""
-
-
-def slurm_duration_s(text: str) -> int | None:
-    """Seconds in a duration as squeue prints it (``D-HH:MM:SS``, ``HH:MM:SS``, ``MM:SS``);
-    ``None`` for ``UNLIMITED`` and the like. (Not the emulator's parser: importing
-    ``qmio_lab.emulator`` off the main thread breaks dask-jobqueue's signal set-up.)"""
-    text = text.strip()
-    if text.upper() in _NO_LIMIT:
-        return None
-    days, _, clock = text.rpartition("-")
-    parts = clock.split(":")
-    if not (days.isdigit() or not days) or not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"cannot read the SLURM duration {text!r}; expected e.g. 1-02:03:04, 02:03:04 or 03:04")
-    numbers = [int(p) for p in parts]
-    if days:
-        numbers = (numbers + [0, 0])[:3]  # D-HH, D-HH:MM, D-HH:MM:SS
-    else:
-        numbers = [0] * (3 - len(numbers)) + numbers  # MM:SS and SS as squeue shortens them
-    hours, minutes, seconds = numbers
-    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def walltime_warning(job_id: str, time_left_s: int | None, warn_before_s: int = WARN_BEFORE_END_S) -> str | None:
@@ -60,7 +39,7 @@ def parse_job(line: str) -> dict[str, Any]:
     if len(parts) != 5:
         raise ValueError(f"unexpected squeue line {line!r}; expected 5 '|'-separated fields")
     job_id, partition, state, left, limit = parts
-    time_left_s = slurm_duration_s(left)
+    time_left_s = duration_s(left)
     return {"id": job_id, "partition": partition, "state": state.lower(), "time_left_s": time_left_s,
             "time_limit": limit, "warning": walltime_warning(job_id, time_left_s)}
 
@@ -70,21 +49,16 @@ def session_job(env: Mapping[str, str] = os.environ, squeue: str = "squeue") -> 
     job_id = env.get("SLURM_JOB_ID", "").strip()
     if not job_id:
         return None
-    if not job_id.replace("_", "").isdigit():
+    if not is_job_id(job_id):
         raise SessionJobError(f"SLURM_JOB_ID {job_id!r} is not a SLURM job id")
-    cmd = [squeue, "-h", "-j", job_id, "-o", _FORMAT]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SQUEUE_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SessionJobError(f"could not run {' '.join(cmd)}: {exc}") from exc
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
-        raise SessionJobError(f"{' '.join(cmd)} exited with {proc.returncode}: "
-                              f"{proc.stderr.strip() or proc.stdout.strip()}")
-    if not lines:  # SLURM no longer knows it: the session is ending
+        fields = squeue_job(job_id, _FORMAT, squeue=squeue, timeout=SQUEUE_TIMEOUT_S)
+    except SlurmCommandError as exc:
+        raise SessionJobError(str(exc)) from exc
+    if fields is None:  # SLURM no longer knows it: the session is ending
         return {"id": job_id, "partition": None, "state": "ended", "time_left_s": 0, "time_limit": None,
                 "warning": walltime_warning(job_id, 0)}
     try:
-        return parse_job(lines[0])
+        return parse_job("|".join(fields))
     except ValueError as exc:
         raise SessionJobError(str(exc)) from exc

@@ -7,19 +7,11 @@ loop submits many jobs from one SLURM job and squeue should not be asked each ti
 """
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
-from qmio_lab.errors import SlurmCommandError, SlurmGateRefused
-
-
-def run_command(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProcess:
-    """Run a SLURM command; failures name the command, its exit code and both outputs."""
-    try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SlurmCommandError(f"could not run {' '.join(args)}: {exc}") from exc
+from qmio_lab.errors import SlurmGateRefused
+from qmio_lab.slurm import is_job_id, squeue_job
 
 
 class SlurmGate:
@@ -42,22 +34,17 @@ class SlurmGate:
             raise SlurmGateRefused(f"the QPU accepts jobs only from SLURM jobs in partition "
                                    f"{self.partition!r}, and this request carries no SLURM_JOB_ID; {self._hint()}")
         job = str(slurm_job_id)
-        if not job.replace("_", "").isdigit():
+        if not is_job_id(job):
             raise SlurmGateRefused(f"SLURM_JOB_ID {job!r} is not a SLURM job id")
         key = (user, job)
         now = time.monotonic()
         with self._lock:
             if self._ok.get(key, 0.0) > now:
                 return
-        out = run_command([self.squeue, "-h", "-j", job, "-o", "%i|%u|%P|%T"])
-        lines = [line.split("|") for line in out.stdout.splitlines() if line.count("|") == 3]
-        if out.returncode != 0 and "Invalid job id" not in out.stderr:
-            raise SlurmCommandError(
-                f"`{self.squeue} -j {job}` exited {out.returncode}: {out.stderr.strip() or out.stdout.strip()}"
-            )
-        if not lines:
+        fields = squeue_job(job, "%i|%u|%P|%T", squeue=self.squeue)
+        if fields is None:
             raise SlurmGateRefused(f"SLURM job {job} is not running (unknown or finished); {self._hint()}")
-        _, owner, partition, state = lines[0]
+        _, owner, partition, state = fields
         if owner != user:
             raise SlurmGateRefused(f"SLURM job {job} belongs to {owner!r}, not to {user!r}")
         if partition != self.partition:

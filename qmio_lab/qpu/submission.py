@@ -18,6 +18,7 @@ from qiskit import QuantumCircuit
 from qmio_lab import config
 from qmio_lab.device.rules import check_shots
 from qmio_lab.errors import QmioError, SlurmCommandError, SlurmGateRefused, SubmissionError
+from qmio_lab.slurm import is_job_id
 from qmio_lab.qpu.admission import check_cost, is_text
 from qmio_lab.qpu.auth import User
 from qmio_lab.qpu.circuits import check_parameter_values, content_key, expanded_count
@@ -38,7 +39,7 @@ def slurm_job_id(body: dict[str, Any]) -> str | None:
     if value is None or value == "":
         return None
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 20:
+    if not is_job_id(text):
         raise SubmissionError(422, "slurm_job_id must be a SLURM job id (digits, e.g. $SLURM_JOB_ID); "
                                    f"got {str(value)[:30]!r}")
     return text

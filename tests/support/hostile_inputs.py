@@ -167,7 +167,9 @@ def _json_confusion() -> list[Case]:
     odd = [None, True, False, 0, -1, 1.5, 1e308, -1e308, 2**63, 2**64 + 1, "", "x" * 10000, "10", [], [1], {}, {"a": 1},
            [[[]]], "\ud800", "\u0000", "💥"]
     cases = []
-    fields = {"shots": odd, "priority": odd, "optimization_level": odd, "name": odd, "slurm_job_id": odd,
+    # digits str.isdigit passes that are not a SLURM job id: superscript two, Arabic-Indic, an array task
+    job_ids = ["\u00b2", "\u0661\u0662\u0663", "12_3", "1" * 21]
+    fields = {"shots": odd, "priority": odd, "optimization_level": odd, "name": odd, "slurm_job_id": odd + job_ids,
               "circuits": odd + [[None], [1], ["OPENQASM 2.0;"], [{"data": 5}], [{"data": None}], [{"format": "qasm4", "data": "x"}],
                                  [{"format": 7, "data": BELL_QASM2}], [{"data": BELL_QASM2, "name": "\ud800"}],
                                  [{"data": "\ud800"}], [{"data": BELL_QASM2 + "// \udfff"}],
