@@ -358,14 +358,14 @@ def _too_wide_for_a_worker(backend: BackendV2, circuit: Any, worker_memory: dict
     emulator = sys.modules.get("qmio_lab.emulator.backend")
     if emulator is None or not isinstance(backend, emulator.EmulatorBackend) or circuit.num_qubits < 2:
         return False
-    from qmio_lab.emulator.memory import estimate
+    from qmio_lab.emulator.memory import estimate, fits
 
     if circuit.num_qubits > backend.max_qubits:
         return True
     if "largest" not in worker_memory:
         worker_memory["largest"] = backend.worker_memory()
     largest = worker_memory["largest"]
-    return estimate(circuit, None, None, largest).needed_bytes > largest
+    return not fits(estimate(circuit, None, None, largest), largest)
 
 
 def _cut_pub_result(backend: BackendV2, pub: EstimatorPub) -> PubResult:

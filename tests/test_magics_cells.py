@@ -79,3 +79,9 @@ def test_an_interrupt_during_a_held_block_is_raised_by_the_caller_after_it():
     with interrupt_held() as quiet:
         pass
     assert not quiet
+    with pytest.raises(KeyboardInterrupt), interrupt_held():  # asked twice: stops at once
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handlers run between bytecodes
+            pass
+    assert signal.getsignal(signal.SIGINT) is before

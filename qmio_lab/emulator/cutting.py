@@ -345,9 +345,9 @@ def _submit_parts(subexperiments: Mapping[Hashable, list[QuantumCircuit]], where
         parts = [(label, list(subexperiments[label]) if qpu else [defer_measurements(c) for c in subexperiments[label]])
                  for label in group]
         circuits = [c for _, part in parts for c in part]
+        report = heard(key)  # the emulator's batches as they finish; a QPU job once it is done
         options: dict[str, Any] = {"shots": shots} if qpu else {"shots": shots, "seed_simulator": seed,
-                                                                  "callback": heard(key)}
-        report = heard(key)
+                                                                  "callback": report}
         jobs.append((target.run(circuits, **options), parts, lambda report=report, n=len(circuits): report(n)))
     return jobs
 

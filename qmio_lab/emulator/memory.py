@@ -128,10 +128,16 @@ def estimate(
     return MemoryEstimate(n, method, precision, sv, mps, _needed(raw))
 
 
+def fits(est: MemoryEstimate, largest_worker: int) -> bool:
+    """Whether the largest worker holds the circuit ``est`` estimates (the rule check_fits
+    enforces and EstimatorV2 reads to choose cutting)."""
+    return est.needed_bytes <= largest_worker
+
+
 def check_fits(circuit: QuantumCircuit, est: MemoryEstimate, largest_worker: int) -> None:
     """Refuse a circuit that fits no worker, before any worker can be killed by it, with what
     each method would need: the statevector's size and the matrix product state's bound."""
-    if est.needed_bytes <= largest_worker:
+    if fits(est, largest_worker):
         return
     mps = est.mps_bytes if est.mps_bytes is not None else mps_bytes(circuit, est.precision)
     single = ""

@@ -5,7 +5,8 @@ thread is. Raised while a cell's job is being submitted, the job exists but the 
 learns its id, so it cannot be cancelled; raised inside the messages a widget's display sends
 (while other threads update widgets too), it can leave the kernel's output channel mid-message,
 and that kernel's next cells never finish. Held over such a block, the interrupt is raised
-when the block ends, where the caller handles it.
+when the block ends, where the caller handles it; a second interrupt during the block is raised
+at once, so a block stuck on the network still stops when asked twice.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def interrupt_held() -> Iterator[Held]:
 
     def note(signum: int, frame: object) -> None:
         held.count += 1
+        if held.count > 1:  # asked twice (a submission stuck on a network timeout): stop now
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, note)
     try:
