@@ -326,18 +326,22 @@ def test_backend_sampler_v2_on_the_qpu(backend):
 
 
 def test_backend_estimator_v2_on_the_qpu(backend):
-    """<ZZ>, <XX> of a Bell pair near 1 and <YY> near -1, as far as the chip's noise lets them:
-    <ZZ> agrees with the one counted from the same circuit measured by ``backend.run``."""
+    """<ZZ>, <XX> of a Bell pair positive and <YY> negative, by as much as the day's calibration
+    lets them (a qubit hit by a TLS pulls them down, readout asymmetry moves <ZI> off zero):
+    <ZZ> and <ZI> agree with the ones counted from the same circuit measured by ``backend.run``."""
     circuit = bell().remove_final_measurements(inplace=False)
     isa = transpile(circuit, target=backend.target, optimization_level=1, seed_transpiler=1)
     observables = [SparsePauliOp(label).apply_layout(isa.layout) for label in ("ZZ", "XX", "ZI", "YY")]
     estimator = BackendEstimatorV2(backend=backend, options={"seed_simulator": 3, "default_precision": 0.01})
     data = estimator.run([(isa, observables)]).result()[0].data
     zz, xx, zi, yy = (float(v) for v in data.evs)
-    assert zz > 0.75 and xx > 0.75 and yy < -0.75 and abs(zi) < 0.06
-    measured = isa.copy()  # the estimator's own <ZZ> circuit: the ISA circuit measured where it ran
+    assert zz > 0.5 and xx > 0.5 and yy < -0.5  # entangled, and the basis changes keep the signs
+    measured = isa.copy()  # the estimator's own Z-basis circuit: the ISA circuit measured where it ran
     measured.add_register(ClassicalRegister(2, "c"))
     measured.measure(isa.layout.final_index_layout()[:2], [0, 1])
     counts = backend.run(measured, shots=20000, seed_simulator=8).result().get_counts()
-    counted = (counts.get("00", 0) + counts.get("11", 0) - counts.get("01", 0) - counts.get("10", 0)) / 20000
-    assert abs(zz - counted) < 5 * float(data.stds[0]) + 0.01
+    # a key reads "c1 c0": c1 holds virtual qubit 1, the one "ZI" measures
+    zz_counted = sum(n * (1 if key[0] == key[1] else -1) for key, n in counts.items()) / 20000
+    zi_counted = sum(n * (1 if key[0] == "0" else -1) for key, n in counts.items()) / 20000
+    assert abs(zz - zz_counted) < 5 * float(data.stds[0]) + 0.01
+    assert abs(zi - zi_counted) < 5 * float(data.stds[2]) + 0.01
