@@ -11,6 +11,7 @@ import subprocess
 from qmio_lab.errors import SlurmCommandError
 
 _NO_LIMIT = ("UNLIMITED", "NOT_SET", "INVALID", "")
+POLL_TIMEOUT_S = 5.0  # a status poll (the lab panel's, a waiting CLI's) waits no longer for squeue
 
 
 def run_command(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProcess:
@@ -62,4 +63,4 @@ def duration_s(text: str) -> int | None:
     return (hours * 60 + minutes) * 60 + seconds
 
 
-__all__ = ["duration_s", "is_job_id", "run_command", "squeue_job"]
+__all__ = ["POLL_TIMEOUT_S", "duration_s", "is_job_id", "run_command", "squeue_job"]

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import getpass
 import shutil
-import subprocess
 import threading
 from typing import Any
 
 import dask.config
 
-from qmio_lab.errors import EmulatorClusterError, QmioError
+from qmio_lab.errors import EmulatorClusterError, QmioError, SlurmCommandError
+from qmio_lab.slurm import POLL_TIMEOUT_S, run_command
 
-SQUEUE_TIMEOUT_S = 5.0
 _SQUEUE_FORMAT = "%i|%j|%T|%P|%M"  # job id, name, state, partition, time used
 
 
@@ -40,9 +39,9 @@ def squeue_worker_jobs(job_name: str | None = None) -> list[dict[str, str]]:
     """This user's SLURM jobs named like dask-jobqueue's workers (``jobqueue.slurm.name``)."""
     name = job_name or dask.config.get("jobqueue.slurm.name", default=None) or "dask-worker"
     cmd = ["squeue", "-h", "-u", getpass.getuser(), "-n", name, "-o", _SQUEUE_FORMAT]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SQUEUE_TIMEOUT_S, check=False)
+    proc = run_command(cmd, POLL_TIMEOUT_S)
     if proc.returncode != 0:
-        raise EmulatorClusterError(
+        raise SlurmCommandError(
             f"{' '.join(cmd)} exited with {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}"
         )
     return parse_squeue(proc.stdout)
@@ -100,7 +99,7 @@ class EmulatorWatch:
             if shutil.which("squeue"):
                 try:
                     found = squeue_worker_jobs()
-                except (EmulatorClusterError, ValueError, subprocess.TimeoutExpired) as exc:
+                except (SlurmCommandError, ValueError) as exc:
                     reply["slurm_error"] = str(exc)
                 else:
                     known = {j["id"] for j in found}

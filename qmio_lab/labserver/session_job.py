@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from qmio_lab.errors import QmioError, SlurmCommandError
-from qmio_lab.slurm import duration_s, is_job_id, squeue_job
+from qmio_lab.slurm import POLL_TIMEOUT_S, duration_s, is_job_id, squeue_job
 
 WARN_BEFORE_END_S = 600  # ten minutes: time to save a notebook and let a QPU job finish
-SQUEUE_TIMEOUT_S = 5.0
 _FORMAT = "%i|%P|%T|%L|%l"  # job id, partition, state, time left, time limit
 
 
@@ -52,7 +51,7 @@ def session_job(env: Mapping[str, str] = os.environ, squeue: str = "squeue") -> 
     if not is_job_id(job_id):
         raise SessionJobError(f"SLURM_JOB_ID {job_id!r} is not a SLURM job id")
     try:
-        fields = squeue_job(job_id, _FORMAT, squeue=squeue, timeout=SQUEUE_TIMEOUT_S)
+        fields = squeue_job(job_id, _FORMAT, squeue=squeue, timeout=POLL_TIMEOUT_S)
     except SlurmCommandError as exc:
         raise SessionJobError(str(exc)) from exc
     if fields is None:  # SLURM no longer knows it: the session is ending

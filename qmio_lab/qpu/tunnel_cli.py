@@ -19,6 +19,7 @@ from typing import Any
 from qmio_lab import config
 from qmio_lab.errors import QPUServiceError
 from qmio_lab.qpu.client import QPUClient
+from qmio_lab.slurm import POLL_TIMEOUT_S, is_job_id, run_command, squeue_job
 
 _SLURM_START_S = 120.0  # how long to wait for the tunnel job to start and open its tunnel
 _SQUEUE_GRACE_S = 5.0  # a job squeue does not list this soon after sbatch is not taken for ended yet
@@ -111,6 +112,8 @@ def open_tunnel_in_slurm(client: QPUClient, seconds: float, *, reservation: str 
     if out.returncode != 0:
         raise ValueError(f"sbatch refused the tunnel job: {out.stderr.strip()[:300]}")
     job_id = out.stdout.strip().split(";")[0]
+    if not is_job_id(job_id):
+        raise ValueError(f"sbatch answered {out.stdout.strip()[:100]!r}, not a job id; is sbatch SLURM's?")
     print(f"tunnel job {job_id} submitted to partition {partition}; waiting for it to start", file=sys.stderr)
     submitted = time.monotonic()
     while time.monotonic() - submitted < _SLURM_START_S:
@@ -118,11 +121,12 @@ def open_tunnel_in_slurm(client: QPUClient, seconds: float, *, reservation: str 
         if tunnel is not None:
             _announce(tunnel)
             return 0
-        state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        row = squeue_job(job_id, "%T", timeout=POLL_TIMEOUT_S)
+        state = row[0].strip() if row else ""
         if state in _ENDED and time.monotonic() - submitted > _SQUEUE_GRACE_S:
             raise ValueError(f"tunnel job {job_id} ended ({state or 'gone'}) before opening a tunnel; "
                              "see `sacct -j " + job_id + "`")
         time.sleep(0.5)
-    subprocess.run(["scancel", job_id], capture_output=True)
+    run_command(["scancel", job_id], POLL_TIMEOUT_S)
     raise ValueError(f"tunnel job {job_id} did not open a tunnel in {_SLURM_START_S:.0f} s (cancelled); "
                      "is the QPU partition busy? see `squeue -p " + partition + "`")
