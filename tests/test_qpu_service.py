@@ -332,3 +332,52 @@ def test_a_digest_sent_by_the_user_is_not_trusted(svc):
     assert resp.status_code == 201, resp.text
     counts = resp.json()["result"]["counts"][0]
     assert set(counts) <= {format(i, "03b") for i in range(8)} and len(next(iter(counts))) == 3
+
+
+def _exchange(sock, request: bytes) -> tuple[int, dict[str, str]]:
+    """Send one request on a kept-alive socket; the status and headers of its response (the
+    body read to its Content-Length)."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the service closed the connection without answering")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    while len(body) < int(headers.get("content-length", 0)):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers
+
+
+def test_a_refused_request_says_it_closes_the_connection(svc):
+    """A request refused before its body is read (a bad token, a body over the limit) ends its
+    connection: the response must say so (``Connection: close``), or a proxy that keeps
+    connections alive (JupyterHub's) sends the next request down the closed one and its user
+    gets a 503. An accepted request keeps the connection for the next."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(svc.url)
+    path = (url.path.rstrip("/") + "/api/v1/jobs").encode()
+    host = f"Host: {url.hostname}:{url.port}\r\n".encode()
+    token = svc.users["alice"]["token"].encode()
+    good = b"GET " + path + b" HTTP/1.1\r\n" + host + b"Authorization: Bearer " + token + b"\r\n\r\n"
+    refusals = {
+        "no token": b"GET " + path + b" HTTP/1.1\r\n" + host + b"\r\n",
+        "bad token": b"GET " + path + b" HTTP/1.1\r\n" + host + b"Authorization: Bearer not-a-token\r\n\r\n",
+        "too large": b"POST " + path + b" HTTP/1.1\r\n" + host + b"Authorization: Bearer " + token
+                     + b"\r\nContent-Length: 99999999999\r\n\r\n",
+    }
+    for name, request in refusals.items():
+        with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+            assert _exchange(sock, good)[0] == 200
+            status, headers = _exchange(sock, request)
+            assert status in (401, 413), (name, status)
+            assert headers.get("connection", "").lower() == "close", (name, headers)
+            sock.settimeout(5)
+            assert sock.recv(1) == b"", name  # and the service did close it
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        assert [_exchange(sock, good)[0] for _ in range(3)] == [200, 200, 200]

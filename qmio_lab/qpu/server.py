@@ -85,6 +85,7 @@ class BaseHandler(tornado.web.RequestHandler):
             # a chunked body (no Content-Length) is cut off by tornado itself at the limit, with
             # a bare 400 and the connection closed: nothing beyond the limit is ever buffered
             self.request.connection.set_max_body_size(self._limit)
+        self._body_wanted = True
 
     def data_received(self, chunk: bytes) -> None:
         self._chunks.append(chunk)  # at most the limit: set_max_body_size in prepare()
@@ -96,6 +97,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         body: dict[str, Any] = {"status": status_code}
+        if not getattr(self, "_body_wanted", False):
+            # Refused before its body was read, the request's connection is closed after this
+            # answer (tornado cannot tell where the next request would start); saying so keeps a
+            # keep-alive proxy (JupyterHub's) from sending another request down it.
+            self.set_header("Connection", "close")
         if isinstance(exc, ApiError):
             body["error"] = exc.message
             body.update(exc.extra)
