@@ -22,6 +22,12 @@ def run_command(args: list[str], timeout: float = 20.0) -> subprocess.CompletedP
         raise SlurmCommandError(f"could not run {' '.join(args)}: {exc}") from exc
 
 
+def command_failed(args: list[str], out: subprocess.CompletedProcess) -> SlurmCommandError:
+    """The error for a SLURM command that exited non-zero: the command, its code, its words."""
+    return SlurmCommandError(f"{' '.join(args)} exited with {out.returncode}: "
+                             f"{out.stderr.strip() or out.stdout.strip()}")
+
+
 def is_job_id(job_id: str) -> bool:
     """A SLURM job id as ``SLURM_JOB_ID`` holds it: ASCII digits, at most 20 (``str.isdigit``
     alone also passes '²' and other scripts' digits, which squeue must never be handed)."""
@@ -38,8 +44,7 @@ def squeue_job(job_id: str, fields: str, *, squeue: str = "squeue", timeout: flo
     width = fields.count("|") + 1
     lines = [line.split("|") for line in out.stdout.splitlines() if line.count("|") == width - 1]
     if out.returncode != 0 and "Invalid job id" not in out.stderr:
-        raise SlurmCommandError(f"{' '.join(args)} exited with {out.returncode}: "
-                                f"{out.stderr.strip() or out.stdout.strip()}")
+        raise command_failed(args, out)
     return lines[0] if lines else None
 
 
@@ -63,4 +68,4 @@ def duration_s(text: str) -> int | None:
     return (hours * 60 + minutes) * 60 + seconds
 
 
-__all__ = ["POLL_TIMEOUT_S", "duration_s", "is_job_id", "run_command", "squeue_job"]
+__all__ = ["POLL_TIMEOUT_S", "command_failed", "duration_s", "is_job_id", "run_command", "squeue_job"]

@@ -15,7 +15,7 @@ from typing import Any
 import dask.config
 
 from qmio_lab.errors import EmulatorClusterError, QmioError, SlurmCommandError
-from qmio_lab.slurm import POLL_TIMEOUT_S, run_command
+from qmio_lab.slurm import POLL_TIMEOUT_S, command_failed, run_command
 
 _SQUEUE_FORMAT = "%i|%j|%T|%P|%M"  # job id, name, state, partition, time used
 
@@ -41,9 +41,7 @@ def squeue_worker_jobs(job_name: str | None = None) -> list[dict[str, str]]:
     cmd = ["squeue", "-h", "-u", getpass.getuser(), "-n", name, "-o", _SQUEUE_FORMAT]
     proc = run_command(cmd, POLL_TIMEOUT_S)
     if proc.returncode != 0:
-        raise SlurmCommandError(
-            f"{' '.join(cmd)} exited with {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}"
-        )
+        raise command_failed(cmd, proc)
     return parse_squeue(proc.stdout)
 
 

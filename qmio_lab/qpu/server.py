@@ -64,6 +64,9 @@ class BaseHandler(tornado.web.RequestHandler):
     and its size is within the payload limit."""
 
     requires_auth = True
+    # Set once prepare() has let the body be read. An answer before that ends the connection:
+    # tornado cannot tell where the next request would start.
+    _body_wanted = False
 
     @property
     def service(self) -> QPUService:
@@ -97,10 +100,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         body: dict[str, Any] = {"status": status_code}
-        if not getattr(self, "_body_wanted", False):
-            # Refused before its body was read, the request's connection is closed after this
-            # answer (tornado cannot tell where the next request would start); saying so keeps a
-            # keep-alive proxy (JupyterHub's) from sending another request down it.
+        if not self._body_wanted:  # say so, or a keep-alive proxy (JupyterHub's) reuses it
             self.set_header("Connection", "close")
         if isinstance(exc, ApiError):
             body["error"] = exc.message

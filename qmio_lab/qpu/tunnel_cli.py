@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from qmio_lab import config
-from qmio_lab.errors import QPUServiceError
+from qmio_lab.errors import QPUServiceError, SlurmCommandError
 from qmio_lab.qpu.client import QPUClient
 from qmio_lab.slurm import POLL_TIMEOUT_S, is_job_id, run_command, squeue_job
 
@@ -121,7 +121,10 @@ def open_tunnel_in_slurm(client: QPUClient, seconds: float, *, reservation: str 
         if tunnel is not None:
             _announce(tunnel)
             return 0
-        row = squeue_job(job_id, "%T", timeout=POLL_TIMEOUT_S)
+        try:
+            row = squeue_job(job_id, "%T", timeout=POLL_TIMEOUT_S)
+        except SlurmCommandError:  # slurmctld busy: not an answer, ask again (the deadline still holds)
+            row = ["UNKNOWN"]
         state = row[0].strip() if row else ""
         if state in _ENDED and time.monotonic() - submitted > _SQUEUE_GRACE_S:
             raise ValueError(f"tunnel job {job_id} ended ({state or 'gone'}) before opening a tunnel; "
